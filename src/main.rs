@@ -1,0 +1,2 @@
+//! The `skiff` binary: flag parsing and wiring only.
+fn main() {}
