@@ -1,1 +1,1 @@
-//! (being written)
+//! The scheduler (being written).

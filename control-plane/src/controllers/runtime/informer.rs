@@ -1,0 +1,276 @@
+//! Shared informers: one watch per resource kind feeding an in-memory cache
+//! (`Cache`) that every controller reads, plus a broadcast of changes that
+//! controllers map to work-queue keys. A relist (after a watch expired) is
+//! diffed against the cache so subscribers see precise deletes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::key::ObjectKey;
+use super::queue::WorkQueue;
+
+/// One change seen by an informer.
+#[derive(Debug)]
+pub enum Change<K> {
+    /// Created or modified; `old` is the cached version before, if any.
+    Upsert { old: Option<Arc<K>>, new: Arc<K> },
+    /// Deleted; the last known version.
+    Delete(Arc<K>),
+    /// The subscriber fell behind and must treat everything as changed.
+    Resync,
+}
+
+/// A read-only view of the objects of one kind, ordered by namespace/name.
+pub struct Cache<K> {
+    map: Arc<RwLock<BTreeMap<ObjectKey, Arc<K>>>>,
+}
+
+impl<K> Clone for Cache<K> {
+    fn clone(&self) -> Self {
+        Self {
+            map: self.map.clone(),
+        }
+    }
+}
+
+impl<K> Default for Cache<K> {
+    fn default() -> Self {
+        Self {
+            map: Arc::new(RwLock::new(BTreeMap::new())),
+        }
+    }
+}
+
+impl<K> Cache<K> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ObjectKey, Arc<K>>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<ObjectKey, Arc<K>>> {
+        self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached object with this key.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<K>> {
+        self.read().get(key).cloned()
+    }
+
+    /// Every cached object.
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Every key in the cache.
+    pub fn keys(&self) -> Vec<ObjectKey> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// The cached objects of one namespace.
+    pub fn list_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        let start = ObjectKey::new(namespace, "");
+        self.read()
+            .range(start..)
+            .take_while(|(k, _)| k.namespace == namespace)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The cached objects that satisfy `pred`.
+    pub fn filter(&self, pred: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
+        self.read().values().filter(|o| pred(o)).cloned().collect()
+    }
+
+    /// Number of cached objects.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts an object (tests and informers only).
+    pub fn insert(&self, key: ObjectKey, obj: Arc<K>) -> Option<Arc<K>> {
+        self.write().insert(key, obj)
+    }
+
+    /// Removes an object (tests and informers only).
+    pub fn remove(&self, key: &ObjectKey) -> Option<Arc<K>> {
+        self.write().remove(key)
+    }
+}
+
+/// A watch of one kind: its cache, its change feed and its readiness.
+pub struct Informer<K> {
+    cache: Cache<K>,
+    tx: broadcast::Sender<Arc<Change<K>>>,
+    ready: watch::Receiver<bool>,
+}
+
+impl<K> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            tx: self.tx.clone(),
+            ready: self.ready.clone(),
+        }
+    }
+}
+
+impl<K> Informer<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Starts watching `api` until `shutdown`.
+    pub fn spawn(api: Api<K>, config: watcher::Config, shutdown: CancellationToken) -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        let (ready_tx, ready) = watch::channel(false);
+        let informer = Self {
+            cache: Cache::default(),
+            tx,
+            ready,
+        };
+        let cache = informer.cache.clone();
+        let tx = informer.tx.clone();
+        let kind = std::any::type_name::<K>();
+        tokio::spawn(async move {
+            let mut stream = watcher(api, config).default_backoff().boxed();
+            let mut relist: Option<HashMap<ObjectKey, Arc<K>>> = None;
+            loop {
+                let ev = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    ev = stream.next() => ev,
+                };
+                match ev {
+                    None => return,
+                    Some(Err(e)) => {
+                        tracing::warn!(kind, error = %e, "watch failed; retrying with back-off")
+                    }
+                    Some(Ok(ev)) => {
+                        apply_event(&cache, &tx, &mut relist, ev, &ready_tx);
+                    }
+                }
+            }
+        });
+        informer
+    }
+}
+
+fn apply_event<K: Resource>(
+    cache: &Cache<K>,
+    tx: &broadcast::Sender<Arc<Change<K>>>,
+    relist: &mut Option<HashMap<ObjectKey, Arc<K>>>,
+    ev: watcher::Event<K>,
+    ready: &watch::Sender<bool>,
+) {
+    let send = |c: Change<K>| {
+        let _ = tx.send(Arc::new(c));
+    };
+    match ev {
+        watcher::Event::Apply(obj) => {
+            let new = Arc::new(obj);
+            let old = cache.insert(ObjectKey::of(new.as_ref()), new.clone());
+            send(Change::Upsert { old, new });
+        }
+        watcher::Event::Delete(obj) => {
+            let key = ObjectKey::of(&obj);
+            let last = cache.remove(&key).unwrap_or_else(|| Arc::new(obj));
+            send(Change::Delete(last));
+        }
+        watcher::Event::Init => *relist = Some(HashMap::new()),
+        watcher::Event::InitApply(obj) => {
+            if let Some(buf) = relist.as_mut() {
+                buf.insert(ObjectKey::of(&obj), Arc::new(obj));
+            }
+        }
+        watcher::Event::InitDone => {
+            let Some(buf) = relist.take() else { return };
+            let stale: Vec<ObjectKey> = cache
+                .keys()
+                .into_iter()
+                .filter(|k| !buf.contains_key(k))
+                .collect();
+            for key in stale {
+                if let Some(last) = cache.remove(&key) {
+                    send(Change::Delete(last));
+                }
+            }
+            for (key, new) in buf {
+                let same = cache
+                    .get(&key)
+                    .is_some_and(|old| old.meta().resource_version == new.meta().resource_version);
+                if same {
+                    continue;
+                }
+                let old = cache.insert(key, new.clone());
+                send(Change::Upsert { old, new });
+            }
+            let _ = ready.send(true);
+        }
+    }
+}
+
+impl<K> Informer<K> {
+    /// The cache this informer fills.
+    pub fn cache(&self) -> &Cache<K> {
+        &self.cache
+    }
+
+    /// A feed of the changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change<K>>> {
+        self.tx.subscribe()
+    }
+
+    /// Waits until the first full list has been cached (or `shutdown`).
+    pub async fn wait_ready(&self, shutdown: &CancellationToken) {
+        let mut ready = self.ready.clone();
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = ready.wait_for(|r| *r) => {}
+        }
+    }
+
+    /// Maps every change to keys and adds them to `queue` until `shutdown`.
+    /// A lagging subscriber gets `Change::Resync`.
+    pub fn feed<F>(&self, queue: WorkQueue<ObjectKey>, shutdown: CancellationToken, map: F)
+    where
+        K: Send + Sync + 'static,
+        F: Fn(&Change<K>) -> Vec<ObjectKey> + Send + 'static,
+    {
+        let mut rx = self.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    c = rx.recv() => c,
+                };
+                let keys = match change {
+                    Ok(c) => map(&c),
+                    Err(broadcast::error::RecvError::Lagged(_)) => map(&Change::Resync),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                for k in keys {
+                    queue.add(k);
+                }
+            }
+        });
+    }
+}
+
+/// Default watcher configuration used by skiff's components.
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(290)
+}
+
+/// How long a component waits between polls of a cache it depends on.
+pub const CACHE_POLL: Duration = Duration::from_millis(50);

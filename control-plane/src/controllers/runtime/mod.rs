@@ -1,0 +1,16 @@
+//! The runtime every controller and the scheduler build on: shared
+//! informers (watch → cache → change feed), the de-duplicating rate-limited
+//! work queue, the worker loop that calls `reconcile(key, ctx)`, and Lease
+//! leader election. No controller logic lives here.
+
+pub mod informer;
+pub mod key;
+pub mod leader;
+pub mod queue;
+pub mod worker;
+
+pub use informer::{Cache, Change, Informer, watch_config};
+pub use key::ObjectKey;
+pub use leader::{LeaseConfig, run_elected};
+pub use queue::WorkQueue;
+pub use worker::{Action, run_workers};
