@@ -1,1 +1,14 @@
-//! The scheduler (being written).
+//! The scheduler, shaped like kube-scheduler's framework: plugins
+//! (`plugins/`) implement Filter or Score over an immutable `Snapshot`;
+//! `framework::schedule` is the pure cycle; the loop (`run`) keeps the
+//! snapshot current from watches, queues pending pods by priority, and
+//! binds through `pods/binding` (the only I/O).
+
+pub mod framework;
+pub mod plugins;
+pub mod resources;
+pub mod snapshot;
+
+pub use framework::{NodeName, Profile, Unschedulable, schedule};
+pub use plugins::{ProfileConfig, ScoringStrategy};
+pub use snapshot::{NodeInfo, PodInfo, Snapshot};

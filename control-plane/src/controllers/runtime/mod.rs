@@ -7,6 +7,7 @@ pub mod informer;
 pub mod key;
 pub mod leader;
 pub mod queue;
+pub mod selector;
 pub mod worker;
 
 pub use informer::{Cache, Change, Informer, watch_config};

@@ -1,0 +1,343 @@
+//! The scheduling framework: the `FilterPlugin` and `ScorePlugin` traits,
+//! the per-pod `CycleState` computed once before filtering, the `Profile`
+//! (which plugins, which weights) and the pure cycle
+//! `schedule(pod, &snapshot, &profile) -> Result<NodeName, Unschedulable>`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use super::plugins::inter_pod_affinity::AffinityState;
+use super::plugins::topology_spread::SpreadState;
+use super::snapshot::{NodeInfo, PodInfo, Snapshot};
+
+/// A node's name.
+pub type NodeName = String;
+
+/// Why one node cannot take the pod (one or more reasons from one plugin).
+pub type Reasons = Vec<Cow<'static, str>>;
+
+/// Highest score a plugin may give a node.
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// Per-pod state computed in PreFilter/PreScore and read by Filter/Score.
+#[derive(Default, Debug)]
+pub struct CycleState {
+    pub spread: Option<SpreadState>,
+    pub soft_spread: Option<SpreadState>,
+    pub affinity: Option<AffinityState>,
+    /// Node affinity of the volumes bound to the pod's claims.
+    pub volume_affinity: Vec<k8s_openapi::api::core::v1::NodeSelector>,
+}
+
+/// A plugin that rules nodes out.
+pub trait FilterPlugin: Send + Sync {
+    /// The plugin's name, as in kube-scheduler.
+    fn name(&self) -> &'static str;
+    /// Runs once per pod. An error makes every node infeasible with that message.
+    fn pre_filter(
+        &self,
+        _pod: &PodInfo,
+        _snap: &Snapshot,
+        _state: &mut CycleState,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+    /// Accepts the node or says why not.
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo, state: &CycleState) -> Result<(), Reasons>;
+    /// True when evicting pods from a node could make this filter pass.
+    fn resolvable_by_preemption(&self) -> bool {
+        false
+    }
+}
+
+/// A plugin that ranks feasible nodes.
+pub trait ScorePlugin: Send + Sync {
+    /// The plugin's name, as in kube-scheduler.
+    fn name(&self) -> &'static str;
+    /// Runs once per pod; `false` skips the plugin (all nodes score 0).
+    fn pre_score(&self, _pod: &PodInfo, _snap: &Snapshot, _state: &mut CycleState) -> bool {
+        true
+    }
+    /// A raw score for the node.
+    fn score(&self, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot, state: &CycleState) -> i64;
+    /// Maps raw scores into 0..=MAX_NODE_SCORE (default: clamp).
+    fn normalize(&self, scores: &mut [i64]) {
+        for s in scores {
+            *s = (*s).clamp(0, MAX_NODE_SCORE);
+        }
+    }
+}
+
+/// Which plugins run and how scores are weighted.
+pub struct Profile {
+    pub scheduler_name: String,
+    pub filters: Vec<Box<dyn FilterPlugin>>,
+    pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+    /// Stop filtering after this share of nodes proved feasible (None: adaptive).
+    pub percentage_of_nodes_to_score: Option<u32>,
+}
+
+/// Why a pod fits nowhere, in the shape kube-scheduler reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unschedulable {
+    pub num_nodes: usize,
+    /// Reason → number of nodes that failed for it.
+    pub reasons: BTreeMap<String, usize>,
+    /// A PreFilter failure that applies to every node.
+    pub pre_filter: Option<String>,
+    /// Nodes where only preemption-resolvable filters failed.
+    pub preemption_candidates: Vec<NodeName>,
+}
+
+impl fmt::Display for Unschedulable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0/{} nodes are available", self.num_nodes)?;
+        if let Some(msg) = &self.pre_filter {
+            return write!(f, ": {msg}.");
+        }
+        let mut parts: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        parts.sort();
+        if parts.is_empty() {
+            f.write_str(".")
+        } else {
+            write!(f, ": {}.", parts.join(", "))
+        }
+    }
+}
+
+impl std::error::Error for Unschedulable {}
+
+/// How many feasible nodes to find before scoring (kube-scheduler's adaptive rule).
+pub fn feasible_nodes_to_find(total: usize, percentage: Option<u32>) -> usize {
+    const MIN: usize = 100;
+    if total < MIN {
+        return total;
+    }
+    let pct = match percentage {
+        Some(p) if p > 0 => p.min(100) as usize,
+        _ => (50usize.saturating_sub(total / 125)).max(5),
+    };
+    (total * pct / 100).max(MIN).min(total)
+}
+
+fn pod_seed(pod: &PodInfo) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pod.namespace.hash(&mut h);
+    pod.name.hash(&mut h);
+    pod.uid.hash(&mut h);
+    h.finish() | 1
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
+/// One scheduling cycle: PreFilter, Filter (stopping once enough nodes are
+/// feasible, starting at a per-pod offset), PreScore, Score, normalize,
+/// weighted sum, highest wins with ties broken at random (seeded by the pod,
+/// so the cycle is a pure function of its inputs).
+pub fn schedule(
+    pod: &PodInfo,
+    snap: &Snapshot,
+    profile: &Profile,
+) -> Result<NodeName, Unschedulable> {
+    let nodes = snap.nodes();
+    let mut state = CycleState::default();
+    let mut fail = Unschedulable {
+        num_nodes: nodes.len(),
+        ..Default::default()
+    };
+    for f in &profile.filters {
+        if let Err(msg) = f.pre_filter(pod, snap, &mut state) {
+            fail.pre_filter = Some(msg);
+            return Err(fail);
+        }
+    }
+    let want = feasible_nodes_to_find(nodes.len(), profile.percentage_of_nodes_to_score);
+    let mut rng = pod_seed(pod);
+    let start = if nodes.is_empty() {
+        0
+    } else {
+        (rng as usize) % nodes.len()
+    };
+    let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(1024));
+    for k in 0..nodes.len() {
+        if feasible.len() >= want {
+            break;
+        }
+        let node = &nodes[(start + k) % nodes.len()];
+        match run_filters(pod, node, &state, profile) {
+            Ok(()) => feasible.push(node),
+            Err((reasons, resolvable)) => {
+                for r in reasons {
+                    *fail.reasons.entry(r.into_owned()).or_default() += 1;
+                }
+                if resolvable {
+                    fail.preemption_candidates.push(node.name.clone());
+                }
+            }
+        }
+    }
+    if feasible.is_empty() {
+        return Err(fail);
+    }
+    if feasible.len() == 1 {
+        return Ok(feasible[0].name.clone());
+    }
+    let totals = score_nodes(pod, snap, &feasible, profile, &mut state);
+    let mut best = i64::MIN;
+    let mut chosen = 0;
+    let mut ties = 0u64;
+    for (i, &t) in totals.iter().enumerate() {
+        if t > best {
+            best = t;
+            chosen = i;
+            ties = 1;
+        } else if t == best {
+            ties += 1;
+            if xorshift(&mut rng) % ties == 0 {
+                chosen = i;
+            }
+        }
+    }
+    Ok(feasible[chosen].name.clone())
+}
+
+/// Runs every filter on one node; the first failing plugin's reasons and
+/// whether preemption could resolve them.
+pub fn run_filters(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    state: &CycleState,
+    profile: &Profile,
+) -> Result<(), (Reasons, bool)> {
+    for f in &profile.filters {
+        if let Err(r) = f.filter(pod, node, state) {
+            return Err((r, f.resolvable_by_preemption()));
+        }
+    }
+    Ok(())
+}
+
+/// Weighted, normalized scores of the feasible nodes.
+pub fn score_nodes(
+    pod: &PodInfo,
+    snap: &Snapshot,
+    feasible: &[&NodeInfo],
+    profile: &Profile,
+    state: &mut CycleState,
+) -> Vec<i64> {
+    let mut totals = vec![0i64; feasible.len()];
+    let mut scores = vec![0i64; feasible.len()];
+    for (plugin, weight) in &profile.scores {
+        if !plugin.pre_score(pod, snap, state) {
+            continue;
+        }
+        for (s, node) in scores.iter_mut().zip(feasible) {
+            *s = plugin.score(pod, node, snap, state);
+        }
+        plugin.normalize(&mut scores);
+        for (t, s) in totals.iter_mut().zip(&scores) {
+            *t += s * weight;
+        }
+    }
+    totals
+}
+
+/// Scales `scores` so the highest becomes MAX_NODE_SCORE (reverse: lowest).
+pub fn normalize_by_max(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    for s in scores.iter_mut() {
+        *s = match (max, reverse) {
+            (0, false) => 0,
+            (0, true) => MAX_NODE_SCORE,
+            (m, false) => *s * MAX_NODE_SCORE / m,
+            (m, true) => MAX_NODE_SCORE - *s * MAX_NODE_SCORE / m,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_has_kubernetes_shape() {
+        let u = Unschedulable {
+            num_nodes: 3,
+            reasons: [
+                (
+                    "node(s) didn't match Pod's node affinity/selector".to_string(),
+                    2,
+                ),
+                ("Insufficient cpu".to_string(), 1),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            u.to_string(),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector."
+        );
+        let none = Unschedulable::default();
+        assert_eq!(none.to_string(), "0/0 nodes are available.");
+    }
+
+    #[test]
+    fn adaptive_feasible_count() {
+        assert_eq!(feasible_nodes_to_find(50, None), 50);
+        assert_eq!(feasible_nodes_to_find(5000, None), 500);
+        assert_eq!(feasible_nodes_to_find(200, None), 100);
+        assert_eq!(feasible_nodes_to_find(5000, Some(100)), 5000);
+    }
+
+    #[test]
+    fn whole_cycle_reports_per_node_reasons() {
+        use crate::scheduler::plugins::testutil::*;
+        let mut snap = Snapshot::default();
+        let mut small = node("small", 500, 1 << 30);
+        small.labels.insert("zone".into(), "z2".into());
+        snap.upsert_node(small);
+        let mut big1 = node("big1", 4000, 4 << 30);
+        big1.labels.insert("zone".into(), "z1".into());
+        snap.upsert_node(big1);
+        snap.upsert_node(node("big2", 4000, 4 << 30));
+        let profile = Profile::default();
+        let mut p = pod_req("p", 1000, 0);
+        p.node_selector.insert("zone".into(), "z2".into());
+        let err = schedule(&p, &snap, &profile).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector."
+        );
+        assert_eq!(err.preemption_candidates, vec!["small".to_string()]);
+        p.node_selector.clear();
+        let chosen = schedule(&p, &snap, &profile).unwrap();
+        assert!(chosen.starts_with("big"), "{chosen}");
+    }
+
+    #[test]
+    fn ties_are_broken_across_nodes() {
+        use crate::scheduler::plugins::testutil::*;
+        let mut snap = Snapshot::default();
+        for i in 0..4 {
+            snap.upsert_node(node(&format!("n{i}"), 4000, 4 << 30));
+        }
+        let profile = Profile::default();
+        let chosen: std::collections::HashSet<_> = (0..40)
+            .map(|i| schedule(&pod(&format!("p{i}")), &snap, &profile).unwrap())
+            .collect();
+        assert!(chosen.len() > 1, "{chosen:?}");
+    }
+}
