@@ -4,10 +4,17 @@
 //! snapshot current from watches, queues pending pods by priority, and
 //! binds through `pods/binding` (the only I/O).
 
+mod config;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
+pub mod queue;
 pub mod resources;
+mod runner;
 pub mod snapshot;
+
+pub use config::{SchedulerConfig, SchedulerError, SchedulerFile};
+pub use runner::run;
 
 pub use framework::{NodeName, Profile, Unschedulable, schedule};
 pub use plugins::{ProfileConfig, ScoringStrategy};

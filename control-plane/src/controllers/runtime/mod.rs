@@ -3,6 +3,7 @@
 //! work queue, the worker loop that calls `reconcile(key, ctx)`, and Lease
 //! leader election. No controller logic lives here.
 
+pub mod events;
 pub mod informer;
 pub mod key;
 pub mod leader;
@@ -10,6 +11,7 @@ pub mod queue;
 pub mod selector;
 pub mod worker;
 
+pub use events::EventRecorder;
 pub use informer::{Cache, Change, Informer, watch_config};
 pub use key::ObjectKey;
 pub use leader::{LeaseConfig, run_elected};
