@@ -3,7 +3,163 @@
 //! writing only through the API with resourceVersion preconditions. `run`
 //! elects a leader through a Lease and starts every controller.
 
+pub mod deployment;
 mod error;
+pub mod pods;
+pub mod replicaset;
 pub mod runtime;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
 pub use error::{ControllerError, ignore_conflict, ignore_not_found};
+use runtime::{EventRecorder, Informer, LeaseConfig, run_elected, watch_config};
+
+/// Controller manager settings.
+#[derive(Clone, Debug)]
+pub struct ControllersConfig {
+    /// Workers per controller.
+    pub workers: usize,
+    /// A node whose heartbeat is older than this becomes Unknown (default 40 s).
+    pub node_monitor_grace_period: Duration,
+    /// How long pods tolerate not-ready/unreachable nodes when they carry no
+    /// toleration of their own (default 300 s, like DefaultTolerationSeconds).
+    pub default_toleration_seconds: i64,
+    /// How often node heartbeats are checked.
+    pub node_monitor_period: Duration,
+    pub lease: LeaseConfig,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_toleration_seconds: 300,
+            node_monitor_period: Duration::from_secs(5),
+            lease: LeaseConfig::new("kube-controller-manager"),
+        }
+    }
+}
+
+/// Shared state of all controllers: the client and the informers.
+pub struct Ctx {
+    pub client: Client,
+    pub config: ControllersConfig,
+    pub events: EventRecorder,
+    pub pods: Informer<Pod>,
+    pub nodes: Informer<Node>,
+    pub node_leases: Informer<Lease>,
+    pub namespaces: Informer<Namespace>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
+    pub endpoint_slices: Informer<EndpointSlice>,
+    pub service_accounts: Informer<ServiceAccount>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub deployments: Informer<Deployment>,
+}
+
+impl Ctx {
+    /// Starts every informer the controllers share.
+    pub fn start(
+        client: Client,
+        config: ControllersConfig,
+        shutdown: &CancellationToken,
+    ) -> Arc<Self> {
+        let c = || client.clone();
+        let sd = shutdown.clone();
+        Arc::new(Self {
+            events: EventRecorder::new(c(), "controller-manager"),
+            pods: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            nodes: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            node_leases: Informer::spawn(
+                Api::namespaced(c(), "kube-node-lease"),
+                watch_config(),
+                sd.clone(),
+            ),
+            namespaces: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            services: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            endpoints: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            endpoint_slices: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            service_accounts: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            replica_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            deployments: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            client,
+            config,
+        })
+    }
+
+    /// Waits until every shared cache holds its first full list.
+    pub async fn wait_ready(&self, shutdown: &CancellationToken) {
+        self.pods.wait_ready(shutdown).await;
+        self.nodes.wait_ready(shutdown).await;
+        self.node_leases.wait_ready(shutdown).await;
+        self.namespaces.wait_ready(shutdown).await;
+        self.services.wait_ready(shutdown).await;
+        self.endpoints.wait_ready(shutdown).await;
+        self.endpoint_slices.wait_ready(shutdown).await;
+        self.service_accounts.wait_ready(shutdown).await;
+        self.replica_sets.wait_ready(shutdown).await;
+        self.deployments.wait_ready(shutdown).await;
+    }
+}
+
+/// Runs every controller until `shutdown`, acting only while this replica
+/// holds the `kube-system/kube-controller-manager` Lease.
+pub async fn run(
+    client: Client,
+    config: ControllersConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ControllerError> {
+    let lease = config.lease.clone();
+    run_elected(client.clone(), lease, shutdown, move |token| {
+        let (client, config) = (client.clone(), config.clone());
+        async move { run_leader(client, config, token).await }
+    })
+    .await
+}
+
+async fn run_leader(
+    client: Client,
+    config: ControllersConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ControllerError> {
+    let ctx = Ctx::start(client.clone(), config, &shutdown);
+    // Subscribe every controller before the first list completes, then
+    // enqueue everything once the caches are warm.
+    let starts = vec![
+        replicaset::start(&ctx, &shutdown),
+        deployment::start(&ctx, &shutdown),
+    ];
+    ctx.wait_ready(&shutdown).await;
+    tracing::info!("controller manager caches synced; starting controllers");
+    let handles: Vec<_> = starts.into_iter().map(|s| tokio::spawn(s.run())).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// A controller ready to run once the caches are warm.
+pub struct Started {
+    run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl Started {
+    /// Wraps the controller's worker loop.
+    pub fn new(f: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Self { run: Box::pin(f) }
+    }
+
+    /// Runs the controller until shutdown.
+    pub async fn run(self) {
+        self.run.await
+    }
+}

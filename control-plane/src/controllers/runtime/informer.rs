@@ -274,3 +274,39 @@ pub fn watch_config() -> watcher::Config {
 
 /// How long a component waits between polls of a cache it depends on.
 pub const CACHE_POLL: Duration = Duration::from_millis(50);
+
+/// Keys touched by a change of the objects themselves (Resync: every key of `cache`).
+pub fn changed_keys<K: Resource>(c: &Change<K>, cache: &Cache<K>) -> Vec<ObjectKey> {
+    match c {
+        Change::Upsert { new, .. } => vec![ObjectKey::of(new.as_ref())],
+        Change::Delete(o) => vec![ObjectKey::of(o.as_ref())],
+        Change::Resync => cache.keys(),
+    }
+}
+
+/// Keys of the controllers (of `kind`) of the objects in a change; on
+/// Resync, every key of `owners`.
+pub fn owner_keys<K: Resource, O>(c: &Change<K>, kind: &str, owners: &Cache<O>) -> Vec<ObjectKey> {
+    let of = |o: &K| {
+        let ns = o.meta().namespace.clone().unwrap_or_default();
+        o.meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|r| r.controller == Some(true) && r.kind == kind)
+            .map(|r| ObjectKey::new(ns.clone(), r.name.clone()))
+            .collect::<Vec<_>>()
+    };
+    match c {
+        Change::Upsert { old, new } => {
+            let mut keys = of(new);
+            if let Some(old) = old {
+                keys.extend(of(old));
+                keys.dedup();
+            }
+            keys
+        }
+        Change::Delete(o) => of(o),
+        Change::Resync => owners.keys(),
+    }
+}

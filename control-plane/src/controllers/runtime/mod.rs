@@ -12,7 +12,7 @@ pub mod selector;
 pub mod worker;
 
 pub use events::EventRecorder;
-pub use informer::{Cache, Change, Informer, watch_config};
+pub use informer::{Cache, Change, Informer, changed_keys, owner_keys, watch_config};
 pub use key::ObjectKey;
 pub use leader::{LeaseConfig, run_elected};
 pub use queue::WorkQueue;
