@@ -9,8 +9,21 @@
 //! engine, fetching, caching, limits and HTTP serving live in the modules
 //! below. Nothing here knows about Kubernetes objects.
 
+mod command;
+mod compile;
+mod engine;
+mod host;
+mod http;
+mod image;
+mod instance;
+mod limits;
+mod oci;
+mod runtime;
+mod stdio;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -190,6 +203,9 @@ pub enum WasmError {
         addr: String,
         source: std::io::Error,
     },
+    /// The image is an OCI image without a wasm layer (a container image).
+    #[error("image {image:?} has no wasm layer")]
+    NotWasm { image: String },
     /// Engine set-up failed.
     #[error("wasm engine: {0}")]
     Engine(String),
@@ -204,19 +220,19 @@ pub enum WasmError {
 /// The node's wasm runtime: one Engine, its Linkers and caches. Cheap to clone.
 #[derive(Clone)]
 pub struct WasmRuntime {
-    _todo: (),
+    inner: Arc<runtime::RuntimeInner>,
 }
 
 /// A compiled, ready-to-instantiate image. Cheap to clone.
 #[derive(Clone)]
 pub struct Artifact {
-    _todo: (),
+    inner: Arc<runtime::ArtifactInner>,
 }
 
 /// A running container. Cheap to clone; all clones control the same instance.
 #[derive(Clone)]
 pub struct Instance {
-    _todo: (),
+    inner: Arc<instance::Shared>,
 }
 
 impl Default for WasmRuntimeConfig {
@@ -229,105 +245,5 @@ impl Default for WasmRuntimeConfig {
             pooling: true,
             insecure_registries: Vec::new(),
         }
-    }
-}
-
-impl WasmRuntime {
-    /// Builds the Engine (async, epoch interruption, pooling allocator), its
-    /// Linkers and the epoch ticker; must be called inside a tokio runtime.
-    pub fn new(config: WasmRuntimeConfig) -> Result<WasmRuntime, WasmError> {
-        let _ = config;
-        todo!()
-    }
-
-    /// True when `image` names a wasm artifact by its form alone (a path or
-    /// `file://`/`https://` URL ending in `.wasm` or `.wat`); OCI references
-    /// are only known after `pull`.
-    pub fn looks_like_wasm(image: &str) -> bool {
-        let _ = image;
-        todo!()
-    }
-
-    /// Resolves `image`, fetches it per `options`, compiles it (or loads the
-    /// cached compilation) and returns the artifact.
-    pub async fn pull(&self, image: &str, options: &PullOptions) -> Result<Artifact, WasmError> {
-        let _ = (image, options);
-        todo!()
-    }
-
-    /// Starts a container. Command artifacts run at once; an HTTP handler
-    /// binds `spec.listen` and instantiates per request.
-    pub async fn run(
-        &self,
-        artifact: &Artifact,
-        spec: InstanceSpec,
-    ) -> Result<Instance, WasmError> {
-        let _ = (artifact, spec);
-        todo!()
-    }
-
-    /// Runs a command artifact (p1 or p2) with `spec` (the pod's env and
-    /// preopens, the exec's args and streams); same as `run` for commands.
-    pub async fn exec(
-        &self,
-        artifact: &Artifact,
-        spec: InstanceSpec,
-    ) -> Result<Instance, WasmError> {
-        self.run(artifact, spec).await
-    }
-}
-
-impl Artifact {
-    /// What kind of workload this is.
-    pub fn kind(&self) -> ArtifactKind {
-        todo!()
-    }
-
-    /// Content digest of the wasm bytes, `sha256:<hex>`.
-    pub fn digest(&self) -> &str {
-        todo!()
-    }
-
-    /// The image reference it was pulled as.
-    pub fn image(&self) -> &str {
-        todo!()
-    }
-}
-
-impl Instance {
-    /// Waits until the instance ends and returns how.
-    pub async fn wait(&self) -> ExitStatus {
-        todo!()
-    }
-
-    /// The exit status if it has ended.
-    pub fn try_status(&self) -> Option<ExitStatus> {
-        todo!()
-    }
-
-    /// Stops the instance promptly (even a guest in a tight loop); an HTTP
-    /// handler closes its listener and aborts requests in flight.
-    pub fn stop(&self) {
-        todo!()
-    }
-
-    /// cpu time and memory used so far.
-    pub fn usage(&self) -> Usage {
-        todo!()
-    }
-
-    /// Address an HTTP handler serves on.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        todo!()
-    }
-
-    /// Serves one already accepted connection (HTTP/1.1) with this HTTP
-    /// handler, e.g. from the node's virtual network; fails for commands.
-    pub fn serve_connection<IO>(&self, io: IO) -> Result<(), WasmError>
-    where
-        IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        let _ = io;
-        todo!()
     }
 }
