@@ -5,5 +5,6 @@
 
 pub mod api;
 pub mod controllers;
+pub mod pki;
 pub mod scheduler;
 pub mod store;
