@@ -11,7 +11,9 @@
 #   - .tools/kubectl-1.20/kubectl — the old kubectl of Debian's
 #     kubernetes-client package (1.20.5+really1.20.2 on bookworm, i.e. a
 #     kubectl v1.20.2), unpacked from the .deb without installing it, for
-#     compatibility tests next to the preinstalled /usr/bin/kubectl.
+#     compatibility tests next to the preinstalled /usr/bin/kubectl;
+#   - only with SKIFF_SETUP_BENCH=1: the `wasmtime` CLI 48 (cargo install,
+#     several minutes), the baseline of the wasi:http benchmark.
 #
 # Works as root (no sudo needed) or as a user with sudo. No other network
 # access than Debian's archive, PyPI and the rustup dist server.
@@ -107,6 +109,12 @@ if [ ! -x "$kubectl_dir/kubectl" ]; then
     dpkg-deb -x "$work"/kubernetes-client_*.deb "$kubectl_dir"
     ln -sf usr/bin/kubectl "$kubectl_dir/kubectl"
     "$kubectl_dir/kubectl" version --client >/dev/null
+fi
+
+# --- Benchmark baseline (opt-in: it compiles wasmtime) ---------------------
+if [ "${SKIFF_SETUP_BENCH:-0}" = "1" ] && ! command -v wasmtime >/dev/null 2>&1; then
+    log "cargo install wasmtime-cli 48 (for benchmarks)"
+    cargo install --locked --quiet wasmtime-cli --version '^48'
 fi
 
 log "ready (kubectl 1.20: .tools/kubectl-1.20/kubectl; python: .venv/bin/python)"
