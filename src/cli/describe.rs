@@ -366,6 +366,7 @@ mod tests {
             namespaced: true,
             verbs: vec![],
             subresources: vec![],
+            categories: vec![],
             preferred: true,
         };
         let cm = json!({"metadata": {"name": "c", "namespace": "default",

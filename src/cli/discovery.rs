@@ -19,6 +19,8 @@ pub struct ResourceInfo {
     pub namespaced: bool,
     pub verbs: Vec<String>,
     pub subresources: Vec<String>,
+    /// Categories such as `all` (`skiff get all`).
+    pub categories: Vec<String>,
     /// Whether `version` is the group's preferred version.
     pub preferred: bool,
 }
@@ -123,6 +125,7 @@ impl Discovery {
                 namespaced: r.namespaced,
                 verbs: r.verbs.clone(),
                 subresources: Vec::new(),
+                categories: r.categories.clone().unwrap_or_default(),
                 preferred,
             });
         }
@@ -152,6 +155,17 @@ impl Discovery {
             };
             qualifies && names_match(r, name)
         })
+    }
+
+    /// The preferred-version resources in a category (`all`), core first.
+    pub fn category(&self, name: &str) -> Vec<&ResourceInfo> {
+        let mut out: Vec<&ResourceInfo> = self
+            .resources
+            .iter()
+            .filter(|r| r.preferred && r.categories.iter().any(|c| c == name))
+            .collect();
+        out.sort_by_key(|r| !r.group.is_empty());
+        out
     }
 
     /// The resource of a manifest's `apiVersion` and `kind`.
@@ -205,6 +219,7 @@ mod tests {
             singular_name: String::new(),
             short_names: Some(short.iter().map(|s| s.to_string()).collect()),
             verbs: vec!["get".into(), "list".into()],
+            categories: (name == "pods" || name == "deployments").then(|| vec!["all".to_string()]),
             ..Default::default()
         }
     }
@@ -336,6 +351,12 @@ mod tests {
         assert!(deploy.has_subresource("scale"));
         assert_eq!(deploy.kind_ref(), "deployment.apps");
         assert!(!d.resolve("no").unwrap().namespaced);
+        let all: Vec<&str> = d
+            .category("all")
+            .iter()
+            .map(|r| r.plural.as_str())
+            .collect();
+        assert_eq!(all, ["pods", "deployments"]);
     }
 
     #[test]

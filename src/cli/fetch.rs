@@ -212,6 +212,7 @@ mod tests {
             namespaced: true,
             verbs: vec![],
             subresources: vec![],
+            categories: vec![],
             preferred: true,
         }
     }

@@ -42,6 +42,11 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     let format = OutputFormat::parse(args.output.as_deref())?;
     let mut targets = Vec::new();
     for t in parse_targets(&args.resources)? {
+        if t.resource == "all" {
+            let all = ctx.discovery().await?.category("all");
+            targets.extend(all.into_iter().map(|info| (info.clone(), t.names.clone())));
+            continue;
+        }
         targets.push((ctx.resolve(&t.resource).await?, t.names));
     }
     let namespace = (!args.all_namespaces).then(|| ctx.namespace(args.namespace.as_deref()));
