@@ -126,11 +126,11 @@ fn load_or_compile(
     let (code, serialized) = if is_component(&binary) {
         let c =
             Component::new(&parts.engine, &binary).map_err(|e| compile_err(format!("{e:#}")))?;
-        let s = c.serialize().map(Vec::from);
+        let s = c.serialize();
         (Code::Component(c), s)
     } else if is_core_module(&binary) {
         let m = Module::new(&parts.engine, &binary).map_err(|e| compile_err(format!("{e:#}")))?;
-        let s = m.serialize().map(Vec::from);
+        let s = m.serialize();
         (Code::Module(m), s)
     } else {
         return Err(compile_err("neither a core module nor a component".into()));
