@@ -1,0 +1,254 @@
+//! Objects in the store: keys, encoding (storage version, resourceVersion
+//! from the revision) and guarded writes as single transactions, with store
+//! errors mapped to Kubernetes errors that name the object. Handlers reach
+//! the store only through here.
+
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::registry::ResourceInfo;
+use super::{convert, meta};
+use crate::store::{Compare, KeyValue, Revision, Store, StoreError, Txn, TxnOp};
+
+/// An object as read from the store, with its revision.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub obj: Value,
+    pub mod_revision: Revision,
+}
+
+/// The resource name in errors: `pods` or `deployments.apps`.
+fn group_of(info: &ResourceInfo) -> String {
+    info.group.to_string()
+}
+
+/// 404 for an object of this resource.
+pub fn not_found(info: &ResourceInfo, name: &str) -> ApiError {
+    ApiError::NotFound {
+        group: group_of(info),
+        kind: info.plural.into(),
+        name: name.into(),
+    }
+}
+
+/// 409 AlreadyExists for an object of this resource.
+pub fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
+    ApiError::AlreadyExists {
+        group: group_of(info),
+        kind: info.plural.into(),
+        name: name.into(),
+    }
+}
+
+/// 409 Conflict for a stale write.
+pub fn conflict(info: &ResourceInfo, name: &str) -> ApiError {
+    let resource = if info.group.is_empty() {
+        info.plural.to_string()
+    } else {
+        format!("{}.{}", info.plural, info.group)
+    };
+    ApiError::Conflict {
+        group: group_of(info),
+        kind: info.plural.into(),
+        name: name.into(),
+        message: format!(
+            "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+    }
+}
+
+/// The storage key of an object (Internal error for kinds that are never stored).
+pub fn key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<String, ApiError> {
+    info.key(namespace, name)
+        .ok_or_else(|| ApiError::MethodNotAllowed(format!("{} are not stored", info.plural)))
+}
+
+/// Decodes a stored value into the served version with its resourceVersion.
+pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
+    decode_at(info, &kv.value, kv.mod_revision)
+}
+
+/// Decodes stored bytes, stamping `revision` as the resourceVersion.
+pub fn decode_at(info: &ResourceInfo, bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
+    let obj: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("stored {} object is not JSON: {e}", info.kind)))?;
+    let mut obj = convert::from_storage(info, obj);
+    meta::set_resource_version(&mut obj, revision);
+    Ok(obj)
+}
+
+/// Encodes an object for the store (storage version, no resourceVersion).
+pub fn encode(info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut obj = convert::to_storage(info, obj.clone());
+    meta::metadata_mut(&mut obj).remove("resourceVersion");
+    serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", info.kind)))
+}
+
+fn store_error(info: &ResourceInfo, name: &str, err: StoreError) -> ApiError {
+    match err {
+        StoreError::NotFound { .. } => not_found(info, name),
+        StoreError::AlreadyExists { .. } => already_exists(info, name),
+        StoreError::Conflict { .. } => conflict(info, name),
+        other => ApiError::from(other),
+    }
+}
+
+/// Reads one object; None when absent.
+pub async fn try_get(
+    store: &Store,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<Stored>, ApiError> {
+    let key = key(info, ns, name)?;
+    match store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(info, name, e))?
+    {
+        Some(kv) => Ok(Some(Stored {
+            obj: decode(info, &kv)?,
+            mod_revision: kv.mod_revision,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Reads one object; NotFound when absent.
+pub async fn get(
+    store: &Store,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Stored, ApiError> {
+    try_get(store, info, ns, name)
+        .await?
+        .ok_or_else(|| not_found(info, name))
+}
+
+/// A write to commit with an object write, e.g. an IP reservation.
+#[derive(Debug, Clone, Default)]
+pub struct SideEffects {
+    pub compares: Vec<Compare>,
+    pub ops: Vec<TxnOp>,
+}
+
+/// Writes `obj` at `name`: create when `expected` is 0, else replace the
+/// object at revision `expected`. Returns the object as stored.
+pub async fn put(
+    store: &Store,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    obj: &Value,
+    expected: Revision,
+    side: SideEffects,
+) -> Result<Value, ApiError> {
+    let key = key(info, ns, name)?;
+    let bytes = encode(info, obj)?;
+    let mut compares = vec![Compare::ModRevision {
+        key: key.clone(),
+        equals: expected,
+    }];
+    compares.extend(side.compares);
+    let mut success = vec![TxnOp::Put {
+        key: key.clone(),
+        value: bytes.clone(),
+    }];
+    success.extend(side.ops);
+    let resp = store
+        .txn(Txn {
+            compares,
+            success,
+            failure: vec![],
+        })
+        .await
+        .map_err(|e| store_error(info, name, e))?;
+    if !resp.succeeded {
+        return Err(classify_failure(store, info, &key, name, expected).await);
+    }
+    decode_at(info, &bytes, resp.revision)
+}
+
+/// Deletes the object at revision `expected`; returns the last value with
+/// the delete's revision as its resourceVersion.
+pub async fn delete(
+    store: &Store,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    expected: Revision,
+    side: SideEffects,
+) -> Result<Value, ApiError> {
+    let key = key(info, ns, name)?;
+    let mut compares = vec![Compare::ModRevision {
+        key: key.clone(),
+        equals: expected,
+    }];
+    compares.extend(side.compares);
+    let mut success = vec![TxnOp::Delete { key: key.clone() }];
+    success.extend(side.ops);
+    let resp = store
+        .txn(Txn {
+            compares,
+            success,
+            failure: vec![],
+        })
+        .await
+        .map_err(|e| store_error(info, name, e))?;
+    if !resp.succeeded {
+        return Err(classify_failure(store, info, &key, name, expected).await);
+    }
+    match resp.prev.first().cloned().flatten() {
+        Some(prev) => decode_at(info, &prev.value, resp.revision),
+        None => Err(not_found(info, name)),
+    }
+}
+
+async fn classify_failure(
+    store: &Store,
+    info: &ResourceInfo,
+    key: &str,
+    name: &str,
+    expected: Revision,
+) -> ApiError {
+    match store.get(key).await {
+        Ok(Some(_)) if expected == 0 => already_exists(info, name),
+        Ok(None) if expected != 0 => not_found(info, name),
+        Ok(_) => conflict(info, name),
+        Err(e) => store_error(info, name, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::lookup;
+    use serde_json::json;
+
+    #[test]
+    fn encode_strips_resource_version_and_decode_stamps_it() {
+        let pods = lookup("", "v1", "pods").unwrap();
+        let obj = json!({"metadata": {"name": "a", "resourceVersion": "7"}});
+        let bytes = encode(pods, &obj).unwrap();
+        let stored: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(stored["metadata"].get("resourceVersion").is_none());
+        assert_eq!(stored["kind"], "Pod");
+        let back = decode_at(pods, &bytes, 12).unwrap();
+        assert_eq!(back["metadata"]["resourceVersion"], "12");
+    }
+
+    #[test]
+    fn error_messages_name_the_object() {
+        let deploy = lookup("apps", "v1", "deployments").unwrap();
+        assert_eq!(
+            not_found(deploy, "web").to_string(),
+            "deployments.apps \"web\" not found"
+        );
+        assert!(
+            conflict(deploy, "web")
+                .to_string()
+                .starts_with("Operation cannot be fulfilled on deployments.apps \"web\"")
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! The state every request handler shares: the store, the credentials, the
+//! authentication and authorization entry points, allocators and the
+//! shutdown signal. Built once by `server::start`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::alloc::Allocators;
+use super::auth::{Authenticator, Authorizer};
+use crate::pki::ClusterCredentials;
+use crate::store::Store;
+
+/// Shared, immutable-after-start state of the API server.
+pub struct ApiState {
+    pub store: Store,
+    pub credentials: ClusterCredentials,
+    pub authenticator: Authenticator,
+    pub authorizer: Authorizer,
+    pub allocators: Allocators,
+    /// Cancelled when the server shuts down; long requests (watch) end then.
+    pub shutdown: CancellationToken,
+    /// `host:port` clients reach this server at.
+    pub server_address: String,
+    /// Client for proxying to nodes (kubelet API) and pods.
+    pub http: HttpClient,
+}
+
+/// Cheap handle to the shared state.
+pub type SharedState = Arc<ApiState>;
+
+/// Plain-HTTP client (HTTP/1.1, pooled) the proxy subresources use to reach nodes and pods.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    axum::body::Body,
+>;
+
+/// A new proxy client.
+pub fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new())
+}

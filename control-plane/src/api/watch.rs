@@ -1,0 +1,283 @@
+//! Watch streams: newline-delimited JSON `{"type","object"}` events from a
+//! store watch, filtered by label/field selectors (objects moving in or out
+//! of the selection become ADDED/DELETED, as kube-apiserver's cacher does),
+//! with BOOKMARKs, timeoutSeconds, initial events, resume from a
+//! resourceVersion and an `ERROR` 410 Expired event when it was compacted.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument as _;
+
+use super::error::ApiError;
+use super::handlers::Ctx;
+use super::handlers::list_objects;
+use super::objects;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::table;
+use crate::store::{Revision, StoreError, WatchEvent};
+
+/// Default watch duration when the client gives no timeoutSeconds.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How often a bookmark is sent when the client allows them.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+
+/// What a watcher wants to see.
+struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+    name: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj)
+            && self.fields.matches(obj)
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|n| super::meta::name(obj) == Some(n))
+    }
+}
+
+/// One event as a stream line, the object rendered as JSON or a Table row.
+fn line(kind: &str, obj: &Value, ctx: &Ctx, as_table: bool) -> Bytes {
+    let object = if as_table && kind != "BOOKMARK" && kind != "ERROR" {
+        table::table_for(ctx.info, std::slice::from_ref(obj), &ctx.query, None)
+            .unwrap_or_else(|e| e.to_status())
+    } else {
+        obj.clone()
+    };
+    let mut bytes =
+        serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+fn bookmark(ctx: &Ctx, revision: Revision, initial_end: bool) -> Value {
+    let mut meta = json!({ "resourceVersion": revision.to_string() });
+    if initial_end {
+        meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+    }
+    json!({ "kind": ctx.info.kind, "apiVersion": ctx.info.api_version(), "metadata": meta })
+}
+
+fn expired(message: String) -> Value {
+    ApiError::Gone(message).to_status()
+}
+
+/// Translates one store event into the watch event this watcher should see.
+fn translate(
+    ctx: &Ctx,
+    filter: &Filter,
+    event: &WatchEvent,
+) -> Result<Option<(&'static str, Value)>, ApiError> {
+    match event {
+        WatchEvent::Put { kv, prev } => {
+            let cur = objects::decode(ctx.info, kv)?;
+            let cur_ok = filter.matches(&cur);
+            let old = match prev {
+                Some(p) => Some(objects::decode_at(ctx.info, &p.value, kv.mod_revision)?),
+                None => None,
+            };
+            let old_ok = old.as_ref().is_some_and(|o| filter.matches(o));
+            Ok(match (old.is_some() && old_ok, cur_ok) {
+                (true, true) => Some(("MODIFIED", cur)),
+                (false, true) => Some(("ADDED", cur)),
+                (true, false) => old.map(|o| ("DELETED", o)),
+                (false, false) => None,
+            })
+        }
+        WatchEvent::Delete { prev, revision } => {
+            let old = objects::decode_at(ctx.info, &prev.value, *revision)?;
+            Ok(filter.matches(&old).then_some(("DELETED", old)))
+        }
+        WatchEvent::Progress { .. } => Ok(None),
+    }
+}
+
+/// Serves a watch request as a chunked stream.
+pub async fn serve(ctx: Ctx) -> Result<Response, ApiError> {
+    let filter = Filter {
+        labels: LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or(""))?,
+        fields: FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""))?,
+        name: ctx.name.clone(),
+    };
+    let timeout = ctx
+        .query
+        .int("timeoutSeconds")?
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64));
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let bookmarks = ctx.query.flag("allowWatchBookmarks");
+    let as_table = table::wants_table(ctx.accept());
+    let prefix = ctx.info.namespace_prefix(ctx.ns()).ok_or_else(|| {
+        ApiError::MethodNotAllowed(format!("{} cannot be watched", ctx.info.plural))
+    })?;
+    let rv = ctx.query.non_empty("resourceVersion").map(str::to_string);
+    let send_initial =
+        ctx.query.flag("sendInitialEvents") || rv.as_deref().is_none_or(|v| v == "0");
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    // Initial state (list) before the stream starts, so errors still become HTTP errors.
+    let (start, initial) = if send_initial {
+        let listed = list_objects(&ctx).await?;
+        (listed.revision, listed.items)
+    } else {
+        let rv = rv.as_deref().unwrap_or("0");
+        let rev: Revision = rv
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?;
+        (rev, Vec::new())
+    };
+    let initial_end_bookmark = ctx.query.flag("sendInitialEvents") && bookmarks;
+    let span = tracing::debug_span!(
+        "watch",
+        resource = ctx.info.plural,
+        ns = ctx.ns().unwrap_or(""),
+        from = start
+    );
+    tokio::spawn(
+        async move {
+            for obj in initial.iter().filter(|o| filter.matches(o)) {
+                if tx
+                    .send(Ok(line("ADDED", obj, &ctx, as_table)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if initial_end_bookmark {
+                let _ = tx
+                    .send(Ok(line(
+                        "BOOKMARK",
+                        &bookmark(&ctx, start, true),
+                        &ctx,
+                        false,
+                    )))
+                    .await;
+            }
+            run(ctx, filter, prefix, start, timeout, bookmarks, as_table, tx).await;
+        }
+        .instrument(span),
+    );
+    let mut resp = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(resp)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    ctx: Ctx,
+    filter: Filter,
+    prefix: String,
+    start: Revision,
+    timeout: Duration,
+    bookmarks: bool,
+    as_table: bool,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let send = |bytes: Bytes| {
+        let tx = tx.clone();
+        async move { tx.send(Ok(bytes)).await.is_ok() }
+    };
+    let mut watch = match ctx.state.store.watch(&prefix, start).await {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = send(line("ERROR", &watch_error(e, start), &ctx, false)).await;
+            return;
+        }
+    };
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+    ticker.tick().await;
+    let mut last = start;
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return,
+            _ = ctx.state.shutdown.cancelled() => return,
+            _ = tx.closed() => return,
+            _ = ticker.tick(), if bookmarks => {
+                if !send(line("BOOKMARK", &bookmark(&ctx, last, false), &ctx, false)).await {
+                    return;
+                }
+            }
+            event = watch.next() => {
+                let event = match event {
+                    None => return,
+                    Some(Err(e)) => {
+                        let _ = send(line("ERROR", &watch_error(e, last), &ctx, false)).await;
+                        return;
+                    }
+                    Some(Ok(event)) => event,
+                };
+                last = last.max(event.revision());
+                if let WatchEvent::Progress { revision } = event {
+                    if bookmarks && !send(line("BOOKMARK", &bookmark(&ctx, revision, false), &ctx, false)).await {
+                        return;
+                    }
+                    continue;
+                }
+                match translate(&ctx, &filter, &event) {
+                    Ok(Some((kind, obj))) => {
+                        if !send(line(kind, &obj, &ctx, as_table)).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "skipping undecodable watch event"),
+                }
+            }
+        }
+    }
+}
+
+fn watch_error(err: StoreError, at: Revision) -> Value {
+    match err {
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::WatchLagged { resume_after } => {
+            expired(format!("too old resource version: {at} ({resume_after})"))
+        }
+        other => ApiError::from(other).to_status(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_becomes_an_expired_status() {
+        let status = watch_error(
+            StoreError::Compacted {
+                requested: 3,
+                compacted: 10,
+            },
+            3,
+        );
+        assert_eq!(status["code"], 410);
+        assert_eq!(status["reason"], "Expired");
+        assert_eq!(status["message"], "too old resource version: 3 (10)");
+    }
+}
