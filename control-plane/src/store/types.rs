@@ -82,7 +82,10 @@ pub struct TxnResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// A key was created or updated; `kv.mod_revision` is the event's revision.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// A key was deleted at `revision`; `prev` is its last value.
     Delete { prev: KeyValue, revision: Revision },
     /// Every event up to `revision` has been delivered (a bookmark).
@@ -100,11 +103,15 @@ impl WatchEvent {
 }
 
 /// Errors a store caller can act on.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// A guarded write found a different mod_revision (→ 409 Conflict).
     #[error("conflict on {key}: expected mod_revision {expected}, found {actual}")]
-    Conflict { key: String, expected: Revision, actual: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
     /// create-if-absent found the key present (→ 409 AlreadyExists).
     #[error("key {key} already exists")]
     AlreadyExists { key: String },
@@ -113,10 +120,16 @@ pub enum StoreError {
     NotFound { key: String },
     /// The requested revision was compacted away (→ 410 Gone); resume from a newer one.
     #[error("revision {requested} has been compacted; oldest available is {compacted}")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The requested revision is newer than the store's (→ 504/Timeout in the API).
     #[error("revision {requested} is in the future; current is {current}")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     /// A watcher fell too far behind and was cut off; resume from `resume_after`.
     #[error("watcher lagged and was cut off; resume after revision {resume_after}")]
     WatchLagged { resume_after: Revision },

@@ -1,0 +1,280 @@
+//! The Raft log on disk (redb), with group commit: `append` puts entries in
+//! an in-memory tail that readers see at once and queues them for a single
+//! writer thread, which writes everything queued so far in ONE redb
+//! transaction and fsync, then acknowledges every append of the batch. Vote,
+//! committed id, truncation and purge go through the same queue, so all
+//! writes reach disk in the order Raft issued them.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, LogState, RaftLogReader, StorageIOError};
+use redb::{Database, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote, decode, encode};
+use super::types::StoreError;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Most operations one fsync may cover.
+const MAX_BATCH: usize = 4096;
+
+enum WriteOp {
+    Append(Vec<(u64, Vec<u8>)>, LogFlushed<TypeConfig>),
+    Truncate(u64),
+    Purge(u64),
+    Meta(
+        &'static str,
+        Vec<u8>,
+        Option<oneshot::Sender<Result<(), String>>>,
+    ),
+}
+
+#[derive(Default)]
+struct Tail {
+    entries: BTreeMap<u64, Entry>,
+    last_purged: Option<LogId>,
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+}
+
+struct Shared {
+    tail: Mutex<Tail>,
+    writer: Mutex<std_mpsc::Sender<WriteOp>>,
+}
+
+/// The redb-backed Raft log; clones share the same log.
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_logs(AnyError::error(e.to_string())).into()
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `path`, loading and verifying every record.
+    pub fn open(path: &Path) -> Result<LogStore, StoreError> {
+        let storage = |e: &dyn std::fmt::Display| {
+            StoreError::Storage(format!("raft log {}: {e}", path.display()))
+        };
+        let db = Database::create(path).map_err(|e| storage(&e))?;
+        let mut tail = Tail::default();
+        {
+            let txn = db.begin_write().map_err(|e| storage(&e))?;
+            txn.open_table(LOG).map_err(|e| storage(&e))?;
+            txn.open_table(META).map_err(|e| storage(&e))?;
+            txn.commit().map_err(|e| storage(&e))?;
+            let read = db.begin_read().map_err(|e| storage(&e))?;
+            let log = read.open_table(LOG).map_err(|e| storage(&e))?;
+            for row in log.iter().map_err(|e| storage(&e))? {
+                let (index, bytes) = row.map_err(|e| storage(&e))?;
+                let entry: Entry = decode(bytes.value()).map_err(|e| storage(&e))?;
+                tail.entries.insert(index.value(), entry);
+            }
+            let meta = read.open_table(META).map_err(|e| storage(&e))?;
+            let get = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
+                Ok(meta
+                    .get(key)
+                    .map_err(|e| storage(&e))?
+                    .map(|v| v.value().to_vec()))
+            };
+            if let Some(bytes) = get("vote")? {
+                tail.vote = decode(&bytes).map_err(|e| storage(&e))?;
+            }
+            if let Some(bytes) = get("committed")? {
+                tail.committed = decode(&bytes).map_err(|e| storage(&e))?;
+            }
+            if let Some(bytes) = get("purged")? {
+                tail.last_purged = decode(&bytes).map_err(|e| storage(&e))?;
+            }
+        }
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-log-writer".into())
+            .spawn(move || writer_loop(db, rx))
+            .map_err(|e| storage(&e))?;
+        Ok(LogStore {
+            shared: Arc::new(Shared {
+                tail: Mutex::new(tail),
+                writer: Mutex::new(tx),
+            }),
+        })
+    }
+
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        self.shared.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, op: WriteOp) -> Result<(), StorageError> {
+        let writer = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer
+            .send(op)
+            .map_err(|_| io_err("the log writer stopped after a storage failure"))
+    }
+
+    async fn write_meta(&self, key: &'static str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::Meta(key, bytes, Some(tx)))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io_err(e)),
+            Err(_) => Err(io_err("the log writer stopped")),
+        }
+    }
+}
+
+/// Writes queued operations in batches: one transaction, one fsync per batch.
+fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "raft log write failed; this member stops serving");
+        }
+        for op in batch {
+            match op {
+                WriteOp::Append(_, callback) => {
+                    callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+                }
+                WriteOp::Meta(_, _, Some(done)) => {
+                    let _ = done.send(result.clone());
+                }
+                _ => {}
+            }
+        }
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut log = txn.open_table(LOG)?;
+        let mut meta = txn.open_table(META)?;
+        for op in batch {
+            match op {
+                WriteOp::Append(entries, _) => {
+                    for (index, bytes) in entries {
+                        log.insert(*index, bytes.as_slice())?;
+                    }
+                }
+                WriteOp::Truncate(since) => log.retain_in(*since.., |_, _| false)?,
+                WriteOp::Purge(upto) => log.retain_in(..=*upto, |_, _| false)?,
+                WriteOp::Meta(key, bytes, _) => {
+                    meta.insert(*key, bytes.as_slice())?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self
+            .tail()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let tail = self.tail();
+        let last = tail
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(tail.last_purged);
+        Ok(LogState {
+            last_purged_log_id: tail.last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let bytes = encode(&Some(*vote)).map_err(io_err)?;
+        self.tail().vote = Some(*vote);
+        self.write_meta("vote", bytes).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.tail().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let bytes = encode(&committed).map_err(io_err)?;
+        self.tail().committed = committed;
+        self.send(WriteOp::Meta("committed", bytes, None))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.tail().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        {
+            let mut tail = self.tail();
+            for entry in entries {
+                encoded.push((entry.log_id.index, encode(&entry).map_err(io_err)?));
+                tail.entries.insert(entry.log_id.index, entry);
+            }
+            // Enqueue under the tail lock so the queue order is the append order.
+            self.send(WriteOp::Append(encoded, callback))?;
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut tail = self.tail();
+        tail.entries.split_off(&log_id.index);
+        self.send(WriteOp::Truncate(log_id.index))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let bytes = encode(&Some(log_id)).map_err(io_err)?;
+        let mut tail = self.tail();
+        tail.entries = tail.entries.split_off(&(log_id.index + 1));
+        tail.last_purged = Some(log_id);
+        self.send(WriteOp::Meta("purged", bytes, None))?;
+        self.send(WriteOp::Purge(log_id.index))
+    }
+}

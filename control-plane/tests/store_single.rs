@@ -1,0 +1,265 @@
+//! A single-member store end to end: CRUD with guards, transactions, paged
+//! ranges, past reads, watches (catch-up, live, lagging, compacted, progress)
+//! and restart from disk.
+
+use std::time::Duration;
+
+use skiff_control_plane::store::{
+    Compare, RangeRequest, Store, StoreConfig, StoreError, StoreOptions, Txn, TxnOp, WatchEvent,
+};
+
+fn config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig::new(dir, "http://127.0.0.1:1")
+}
+
+async fn next_event(
+    watch: &mut skiff_control_plane::store::Watch,
+) -> Result<WatchEvent, StoreError> {
+    tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("watch event within 10s")
+        .expect("watch still open")
+}
+
+#[tokio::test]
+async fn crud_guards_and_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.current_revision(), 0);
+
+    let a = store
+        .create("/registry/core/pods/ns/a", b"1".to_vec())
+        .await
+        .unwrap();
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 1, 1));
+    assert_eq!(
+        store
+            .create("/registry/core/pods/ns/a", b"x".to_vec())
+            .await,
+        Err(StoreError::AlreadyExists {
+            key: "/registry/core/pods/ns/a".into()
+        })
+    );
+    let a2 = store
+        .update("/registry/core/pods/ns/a", b"2".to_vec(), 1)
+        .await
+        .unwrap();
+    assert_eq!((a2.create_revision, a2.mod_revision, a2.version), (1, 2, 2));
+    assert!(matches!(
+        store
+            .update("/registry/core/pods/ns/a", b"3".to_vec(), 1)
+            .await,
+        Err(StoreError::Conflict {
+            expected: 1,
+            actual: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .update("/registry/core/pods/ns/none", b"3".to_vec(), 1)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store
+            .get("/registry/core/pods/ns/a")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        b"2"
+    );
+    assert_eq!(
+        store
+            .get_at("/registry/core/pods/ns/a", 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        b"1"
+    );
+
+    assert!(matches!(
+        store.delete("/registry/core/pods/ns/a", Some(1)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let (prev, rev) = store
+        .delete("/registry/core/pods/ns/a", Some(2))
+        .await
+        .unwrap();
+    assert_eq!((prev.value.as_slice(), rev), (&b"2"[..], 3));
+    assert!(matches!(
+        store.delete("/registry/core/pods/ns/a", None).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.current_revision(), 3);
+    assert_eq!(store.get("/registry/core/pods/ns/a").await.unwrap(), None);
+
+    let txn = Txn {
+        compares: vec![Compare::ModRevision {
+            key: "/t/x".into(),
+            equals: 0,
+        }],
+        success: vec![
+            TxnOp::Put {
+                key: "/t/x".into(),
+                value: b"x".to_vec(),
+            },
+            TxnOp::Put {
+                key: "/t/y".into(),
+                value: b"y".to_vec(),
+            },
+        ],
+        failure: vec![],
+    };
+    let response = store.txn(txn.clone()).await.unwrap();
+    assert!(response.succeeded);
+    assert_eq!(response.revision, 4);
+    let again = store.txn(txn).await.unwrap();
+    assert!(!again.succeeded);
+    assert_eq!(again.revision, 4);
+
+    let page = store
+        .range(RangeRequest {
+            prefix: "/t/".into(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.kvs.len(), page.more, page.remaining, page.revision),
+        (1, true, 1, 4)
+    );
+    assert_eq!(page.kvs[0].mod_revision, 4);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_restores_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = {
+        let store = Store::open(config(dir.path())).await.unwrap();
+        for i in 0..50 {
+            store
+                .create(&format!("/k/{i:03}"), vec![i as u8; 100])
+                .await
+                .unwrap();
+        }
+        store.update("/k/007", b"seven".to_vec(), 8).await.unwrap();
+        let hash = store.state_hash();
+        store.shutdown().await;
+        hash
+    };
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.current_revision(), 51);
+    assert_eq!(store.state_hash(), hash);
+    assert_eq!(store.get("/k/007").await.unwrap().unwrap().value, b"seven");
+    // History survives too: a watch from an old revision replays it.
+    let mut watch = store.watch("/k/", 49).await.unwrap();
+    assert_eq!(next_event(&mut watch).await.unwrap().revision(), 50);
+    store.create("/k/new", b"n".to_vec()).await.unwrap();
+    assert_eq!(store.current_revision(), 52);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_catches_up_then_follows_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    store.create("/w/a", b"1".to_vec()).await.unwrap();
+    store.create("/other/a", b"1".to_vec()).await.unwrap();
+    store.update("/w/a", b"2".to_vec(), 1).await.unwrap();
+
+    let mut watch = store.watch("/w/", 0).await.unwrap();
+    let first = next_event(&mut watch).await.unwrap();
+    assert!(matches!(&first, WatchEvent::Put { kv, prev: None } if kv.mod_revision == 1));
+    let second = next_event(&mut watch).await.unwrap();
+    assert!(
+        matches!(&second, WatchEvent::Put { kv, prev: Some(p) } if kv.mod_revision == 3 && p.value == b"1")
+    );
+
+    store.delete("/w/a", None).await.unwrap();
+    let third = next_event(&mut watch).await.unwrap();
+    assert!(matches!(&third, WatchEvent::Delete { prev, revision: 4 } if prev.value == b"2"));
+
+    // A write elsewhere produces a progress bookmark for this watcher.
+    store.create("/other/b", b"1".to_vec()).await.unwrap();
+    let progress = next_event(&mut watch).await.unwrap();
+    assert_eq!(progress, WatchEvent::Progress { revision: 5 });
+    store.shutdown().await;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn lagging_watcher_is_cut_off_and_can_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        watch_buffer: 4,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(config(dir.path()), options).await.unwrap();
+    let mut slow = store.watch("/l/", 0).await.unwrap();
+    for i in 0..10 {
+        store
+            .create(&format!("/l/{i}"), b"v".to_vec())
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let resume_after = loop {
+        match next_event(&mut slow).await {
+            Ok(event) => seen.push(event.revision()),
+            Err(StoreError::WatchLagged { resume_after }) => break resume_after,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    };
+    assert_eq!(seen, (1..=resume_after).collect::<Vec<_>>());
+    let mut resumed = store.watch("/l/", resume_after).await.unwrap();
+    for expected in resume_after + 1..=10 {
+        assert_eq!(next_event(&mut resumed).await.unwrap().revision(), expected);
+    }
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn compacted_history_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.history_window = Duration::from_millis(1);
+    let options = StoreOptions {
+        progress_interval: Duration::from_millis(20),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(cfg, options).await.unwrap();
+    for i in 0..3 {
+        store
+            .create(&format!("/c/{i}"), b"v".to_vec())
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.compacted_revision() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compaction did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(matches!(
+        store.watch("/c/", 1).await,
+        Err(StoreError::Compacted { compacted: 3, .. })
+    ));
+    assert!(matches!(
+        store.get_at("/c/0", 2).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    assert_eq!(store.get_at("/c/0", 3).await.unwrap().unwrap().value, b"v");
+    store.shutdown().await;
+}
