@@ -7,4 +7,5 @@
 mod commands;
 mod components;
 mod images;
+mod registry;
 mod support;
