@@ -58,9 +58,7 @@ pub fn decode(media_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     let value = if media_type.contains("yaml") {
         decode_yaml(bytes)?
     } else if media_type.contains("protobuf") {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({media_type})"
-        )));
+        super::protobuf::decode(bytes)?
     } else {
         match serde_json::from_slice::<Value>(bytes) {
             Ok(v) => v,

@@ -37,6 +37,8 @@ pub struct Ctx {
     pub method: Method,
     pub user: UserInfo,
     pub attrs: RequestAttributes,
+    /// The client connection's upgrade (HTTP/1.1 exec, attach, port-forward).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Ctx {
@@ -121,7 +123,8 @@ async fn route(state: SharedState, req: Request) -> Result<Response, ApiError> {
         }
         ApiPath::Resource(rp) => rp,
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let query = Query::parse(parts.uri.query());
     let user = parts
         .extensions
@@ -153,6 +156,7 @@ async fn route(state: SharedState, req: Request) -> Result<Response, ApiError> {
         method: parts.method,
         user,
         attrs,
+        upgrade,
     };
     let watch = legacy_watch || ctx.query.flag("watch");
     resource(ctx, body, watch).await
@@ -172,6 +176,9 @@ fn not_allowed(ctx: &Ctx) -> ApiError {
 async fn resource(ctx: Ctx, body: Body, watch: bool) -> Result<Response, ApiError> {
     if let Some(sub) = ctx.subresource.clone() {
         return subresources::handle(ctx, &sub, body).await;
+    }
+    if ctx.info.group == "metrics.k8s.io" {
+        return super::metrics::handle(ctx).await;
     }
     if ctx.info.storage.is_none() {
         return reviews::handle(ctx, body).await;

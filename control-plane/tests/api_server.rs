@@ -1,0 +1,11 @@
+//! End-to-end tests of the API server: a real store and API on
+//! 127.0.0.1:0 driven by kube-rs, raw HTTP and kubectl.
+
+#[path = "api_server/support.rs"]
+mod support;
+
+#[path = "api_server/crud.rs"]
+mod crud;
+
+#[path = "api_server/kubectl.rs"]
+mod kubectl;
