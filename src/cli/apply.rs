@@ -67,9 +67,10 @@ pub async fn run(ctx: &Ctx, args: ApplyArgs) -> anyhow::Result<()> {
             Ok(line) => println!("{line}"),
             // Like kubectl: report each failure and go on with the rest.
             Err(e) => {
-                let line = super::error::one_line(&e);
-                eprintln!("{line}");
-                failed = Some(line);
+                // Print earlier failures now; the last one is the error returned.
+                if let Some(previous) = failed.replace(super::error::one_line(&e)) {
+                    eprintln!("{previous}");
+                }
             }
         }
     }
@@ -131,11 +132,34 @@ async fn apply_one(ctx: &Ctx, m: &Manifest, namespace: Option<&str>) -> anyhow::
         },
         Err(e) => return Err(e.into()),
     };
-    let outcome = Outcome::from_versions(
+    let mut outcome = Outcome::from_versions(
         before_rv.as_deref(),
         after.metadata.resource_version.as_deref(),
     );
+    // A server that bumps resourceVersion on a no-op apply (only the
+    // managedFields timestamp moved) still left the object unchanged.
+    if let (Outcome::Configured, Some(before)) = (outcome, &before)
+        && same_content(
+            &serde_json::to_value(before)?,
+            &serde_json::to_value(&after)?,
+        )
+    {
+        outcome = Outcome::Unchanged;
+    }
     Ok(format!("{}/{name} {}", info.kind_ref(), outcome.word()))
+}
+
+/// Equal apart from resourceVersion and managedFields.
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v["metadata"].as_object_mut() {
+            meta.remove("resourceVersion");
+            meta.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
 }
 
 /// Whether the server refused the apply-patch content type itself.
@@ -160,6 +184,17 @@ mod tests {
             Outcome::Configured
         );
         assert_eq!(Outcome::Configured.word(), "configured");
+    }
+
+    #[test]
+    fn timestamps_of_managed_fields_do_not_count_as_changes() {
+        let a = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "1",
+            "managedFields": [{"time": "t1"}]}, "data": {"k": "v"}});
+        let b = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "2",
+            "managedFields": [{"time": "t2"}]}, "data": {"k": "v"}});
+        let c = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "3"}, "data": {"k": "w"}});
+        assert!(same_content(&a, &b));
+        assert!(!same_content(&a, &c));
     }
 
     #[test]

@@ -110,9 +110,10 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
             }
             Err(kube::Error::Api(s)) if s.code == 404 && args.ignore_not_found => {}
             Err(e) => {
-                let line = super::error::one_line(&e.into());
-                eprintln!("{line}");
-                failed = Some(line);
+                // Print earlier failures now; the last one is the error returned.
+                if let Some(previous) = failed.replace(super::error::one_line(&e.into())) {
+                    eprintln!("{previous}");
+                }
             }
         }
     }

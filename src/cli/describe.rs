@@ -286,6 +286,7 @@ impl Fields {
                 self.field(depth, key, &text.join(", "));
             }
             Value::Object(_) => self.field(depth, key, "<none>"),
+            Value::String(text) if text.contains('\n') => self.multi(depth, key, text.trim_end()),
             other => self.field(depth, key, &super::table::cell_text(other)),
         }
     }

@@ -187,13 +187,25 @@ fn list_document(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}})
 }
 
-/// Prints one object (or List) as YAML or JSON.
+/// Prints one object (or List) as YAML or JSON, without managedFields
+/// (as kubectl does by default).
 pub fn print_document(doc: &Value, format: OutputFormat) -> anyhow::Result<()> {
+    let mut doc = doc.clone();
+    hide_managed_fields(&mut doc);
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(doc)?),
-        _ => print!("{}", serde_yaml::to_string(doc)?),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        _ => print!("{}", serde_yaml::to_string(&doc)?),
     }
     Ok(())
+}
+
+fn hide_managed_fields(doc: &mut Value) {
+    if let Some(meta) = doc["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+    }
+    if let Some(items) = doc["items"].as_array_mut() {
+        items.iter_mut().for_each(hide_managed_fields);
+    }
 }
 
 async fn watch(
@@ -321,6 +333,15 @@ mod tests {
         let obj = json!({"metadata": {"resourceVersion": "4"}});
         assert_eq!(event_resource_version(&obj).as_deref(), Some("4"));
         assert_eq!(event_resource_version(&json!({})), None);
+    }
+
+    #[test]
+    fn managed_fields_are_hidden() {
+        let mut doc = list_document(vec![
+            json!({"metadata": {"name": "a", "managedFields": []}}),
+        ]);
+        hide_managed_fields(&mut doc);
+        assert_eq!(doc["items"][0]["metadata"], json!({"name": "a"}));
     }
 
     #[test]
