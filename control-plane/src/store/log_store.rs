@@ -46,7 +46,8 @@ struct Tail {
 
 struct Shared {
     tail: Mutex<Tail>,
-    writer: Mutex<std_mpsc::Sender<WriteOp>>,
+    writer: Mutex<Option<std_mpsc::Sender<WriteOp>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// The redb-backed Raft log; clones share the same log.
@@ -97,14 +98,15 @@ impl LogStore {
             }
         }
         let (tx, rx) = std_mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("store-log-writer".into())
             .spawn(move || writer_loop(db, rx))
             .map_err(|e| storage(&e))?;
         Ok(LogStore {
             shared: Arc::new(Shared {
                 tail: Mutex::new(tail),
-                writer: Mutex::new(tx),
+                writer: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
             }),
         })
     }
@@ -115,9 +117,32 @@ impl LogStore {
 
     fn send(&self, op: WriteOp) -> Result<(), StorageError> {
         let writer = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(writer) = writer.as_ref() else {
+            return Err(io_err("the raft log is closed"));
+        };
         writer
             .send(op)
             .map_err(|_| io_err("the log writer stopped after a storage failure"))
+    }
+
+    /// Flushes what is queued, stops the writer and releases the file.
+    pub fn close(&self) {
+        drop(
+            self.shared
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let thread = self
+            .shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     async fn write_meta(&self, key: &'static str, bytes: Vec<u8>) -> Result<(), StorageError> {

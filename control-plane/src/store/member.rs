@@ -13,7 +13,7 @@ use super::log_store::LogStore;
 use super::network::{HttpTransport, Network, Transport};
 use super::raft_types::Raft;
 use super::state_machine::{SmShared, StateMachine, now_ms};
-use super::{Inner, Store, StoreConfig, StoreError, Txn, TxnOutcome};
+use super::{Inner, Store, StoreConfig, StoreError};
 
 /// Tuning and cluster options beyond [`StoreConfig`].
 #[derive(Clone)]
@@ -39,6 +39,9 @@ pub struct StoreOptions {
     pub election_timeout: Duration,
     /// Build a snapshot (and purge the log) after this many entries.
     pub snapshot_every: u64,
+    /// Log entries kept behind the last snapshot (lagging members further
+    /// behind than this catch up by snapshot).
+    pub log_keep: u64,
 }
 
 impl Default for StoreOptions {
@@ -54,6 +57,7 @@ impl Default for StoreOptions {
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             snapshot_every: 10_000,
+            log_keep: 1000,
         }
     }
 }
@@ -88,7 +92,7 @@ impl Store {
             election_timeout_min: options.election_timeout.as_millis() as u64,
             election_timeout_max: 2 * options.election_timeout.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: options.log_keep,
             max_payload_entries: 1000,
             ..Default::default()
         };
@@ -102,6 +106,7 @@ impl Store {
             None => Arc::new(HttpTransport::new(options.peer_ca_pem.as_deref())?),
         };
         let network = Network::new(transport.clone());
+        let (log_handle, sm_handle) = (log.clone(), sm.clone());
         let raft = Raft::new(config.node_id, raft_config, network, log, sm)
             .await
             .map_err(|e| StoreError::Storage(format!("starting raft: {e}")))?;
@@ -109,13 +114,24 @@ impl Store {
             inner: Arc::new(Inner {
                 raft,
                 sm: shared,
+                log: log_handle,
+                sm_store: sm_handle,
                 transport,
                 config,
                 options,
                 shutdown: CancellationToken::new(),
             }),
         };
+        let fresh = !store
+            .inner
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| super::fatal(&e))?;
         store.bootstrap().await?;
+        if let (true, Some(url)) = (fresh, store.inner.options.join.clone()) {
+            tokio::spawn(store.clone().join_until_admitted(url));
+        }
         tokio::spawn(maintenance(
             store.inner.sm.clone(),
             store.inner.config.history_window,
@@ -153,25 +169,6 @@ impl Store {
                 .map_err(|e| StoreError::Unavailable(format!("waiting to lead: {e}")))?;
         }
         Ok(())
-    }
-
-    /// Sends a write to the leader at `leader_url` and returns its outcome.
-    pub(super) async fn forward_write(
-        &self,
-        leader_url: &str,
-        txn: Txn,
-    ) -> Result<TxnOutcome, StoreError> {
-        let _ = txn;
-        Err(StoreError::Unavailable(format!(
-            "this member is not the leader; the leader is {leader_url}"
-        )))
-    }
-
-    /// Asks the leader at `leader_url` for its read index and waits until this member applied it.
-    pub(super) async fn read_barrier_via_leader(&self, leader_url: &str) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable(format!(
-            "this member is not the leader; the leader is {leader_url}"
-        )))
     }
 }
 

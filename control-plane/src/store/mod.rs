@@ -8,6 +8,8 @@
 //! between members), `member` (opening, membership, background tasks),
 //! `backup` (snapshot save/restore files).
 
+mod cluster;
+mod http;
 mod log_store;
 mod member;
 mod mvcc;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use tokio_util::sync::CancellationToken;
 
+pub use cluster::Member;
 pub use member::StoreOptions;
 pub use network::{HttpTransport, Transport, TransportError};
 pub use types::*;
@@ -40,6 +43,8 @@ pub struct Store {
 struct Inner {
     raft: Raft,
     sm: Arc<SmShared>,
+    log: log_store::LogStore,
+    sm_store: state_machine::StateMachine,
     transport: Arc<dyn Transport>,
     config: StoreConfig,
     options: StoreOptions,
@@ -226,7 +231,7 @@ impl Store {
     /// Raft RPC endpoints (and follower→leader write forwarding) for the
     /// control-plane port; the API server mounts this under `/internal/raft`.
     pub fn router(&self) -> axum::Router {
-        axum::Router::new()
+        http::router(self.clone())
     }
 
     /// Stops Raft and flushes storage.
@@ -239,18 +244,33 @@ impl Store {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }
         self.inner.sm.write().hub.close_all();
+        let (log, sm) = (self.inner.log.clone(), self.inner.sm_store.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            log.close();
+            sm.close();
+        })
+        .await;
     }
 
     /// Waits until this member may serve a linearizable read of the latest state.
     async fn read_barrier(&self) -> Result<(), StoreError> {
         let deadline = Instant::now() + self.inner.options.request_timeout;
         loop {
-            match self.inner.raft.ensure_linearizable().await {
+            let attempt =
+                tokio::time::timeout_at(deadline.into(), self.inner.raft.ensure_linearizable());
+            let Ok(result) = attempt.await else {
+                return Err(StoreError::Unavailable(
+                    "timed out waiting for a quorum to confirm the read".into(),
+                ));
+            };
+            match result {
                 Ok(_) => return Ok(()),
                 Err(RaftError::Fatal(e)) => return Err(fatal(&e)),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    if let Some(node) = f.leader_node {
-                        return self.read_barrier_via_leader(&node.addr).await;
+                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
+                        if self.read_barrier_via_leader(id, &node.addr).await? {
+                            return Ok(());
+                        }
                     }
                 }
                 Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {}
@@ -263,17 +283,23 @@ impl Store {
     async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let deadline = Instant::now() + self.inner.options.request_timeout;
         loop {
-            match self
-                .inner
-                .raft
-                .client_write(Command::Txn(txn.clone()))
-                .await
-            {
+            let attempt = tokio::time::timeout_at(
+                deadline.into(),
+                self.inner.raft.client_write(Command::Txn(txn.clone())),
+            );
+            let Ok(result) = attempt.await else {
+                return Err(StoreError::Unavailable(
+                    "timed out waiting for the write to commit; its outcome is unknown".into(),
+                ));
+            };
+            match result {
                 Ok(response) => return Ok(response.data),
                 Err(RaftError::Fatal(e)) => return Err(fatal(&e)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    if let Some(node) = f.leader_node {
-                        return self.forward_write(&node.addr, txn).await;
+                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
+                        if let Some(outcome) = self.forward_write(id, &node.addr, &txn).await? {
+                            return Ok(outcome);
+                        }
                     }
                 }
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {

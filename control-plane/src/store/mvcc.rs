@@ -73,15 +73,6 @@ impl Mvcc {
         self.compacted
     }
 
-    /// Number of live keys.
-    pub fn len(&self) -> usize {
-        self.current.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.current.is_empty()
-    }
-
     /// Applies a transaction; returns its outcome and, if it changed anything,
     /// the record of the new revision.
     pub fn apply(&mut self, txn: &Txn, at_ms: u64) -> (TxnOutcome, Option<Arc<RevisionRecord>>) {

@@ -21,8 +21,14 @@ use super::types::StoreError;
 
 /// A failure to reach a peer or to get an answer from it.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("peer unreachable: {0}")]
-pub struct TransportError(pub String);
+pub enum TransportError {
+    /// The request was never delivered (e.g. connection refused); safe to retry.
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// The request may have been delivered but no answer came back.
+    #[error("no answer from peer: {0}")]
+    NoAnswer(String),
+}
 
 /// Carries one request body to a member and returns its response body.
 #[async_trait::async_trait]
@@ -91,14 +97,23 @@ impl Transport for HttpTransport {
             .body(body)
             .send()
             .await
-            .map_err(|e| TransportError(format!("{url}: {e}")))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    TransportError::Unreachable(format!("{url}: {e}"))
+                } else {
+                    TransportError::NoAnswer(format!("{url}: {e}"))
+                }
+            })?;
         if !response.status().is_success() {
-            return Err(TransportError(format!("{url}: HTTP {}", response.status())));
+            return Err(TransportError::NoAnswer(format!(
+                "{url}: HTTP {}",
+                response.status()
+            )));
         }
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| TransportError(format!("{url}: {e}")))?;
+            .map_err(|e| TransportError::NoAnswer(format!("{url}: {e}")))?;
         Ok(bytes.to_vec())
     }
 }
@@ -112,9 +127,9 @@ pub async fn rpc<Req: Serialize, Resp: for<'de> Deserialize<'de>, E: for<'de> De
     request: &Req,
     timeout: Duration,
 ) -> Result<Result<Resp, E>, TransportError> {
-    let body = encode(request).map_err(|e| TransportError(e.to_string()))?;
+    let body = encode(request).map_err(|e| TransportError::Unreachable(e.to_string()))?;
     let answer = transport.call(target, url, path, body, timeout).await?;
-    decode(&answer).map_err(|e| TransportError(e.to_string()))
+    decode(&answer).map_err(|e| TransportError::NoAnswer(e.to_string()))
 }
 
 /// openraft's network factory over a [`Transport`].
@@ -174,8 +189,10 @@ impl Peer {
         {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(e) if e.0.contains("timed out") => Err(RPCError::Network(NetworkError::new(&e))),
-            Err(e) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e @ TransportError::Unreachable(_)) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e @ TransportError::NoAnswer(_)) => Err(RPCError::Network(NetworkError::new(&e))),
         }
     }
 }

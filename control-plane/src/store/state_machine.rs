@@ -58,7 +58,7 @@ pub struct SnapshotImage {
 #[derive(Clone)]
 pub struct StateMachine {
     shared: Arc<SmShared>,
-    db: Arc<Database>,
+    db: Arc<RwLock<Option<Database>>>,
     snapshot_seq: Arc<AtomicU64>,
 }
 
@@ -100,9 +100,14 @@ impl StateMachine {
             shared: Arc::new(SmShared {
                 state: RwLock::new(state),
             }),
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(Some(db))),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Releases the snapshot database file.
+    pub fn close(&self) {
+        drop(self.db.write().unwrap_or_else(|p| p.into_inner()).take());
     }
 
     pub fn shared(&self) -> Arc<SmShared> {
@@ -113,7 +118,9 @@ impl StateMachine {
         let storage =
             |e: &dyn std::fmt::Display| StoreError::Storage(format!("saving snapshot: {e}"));
         let meta_bytes = encode(meta)?;
-        let txn = self.db.begin_write().map_err(|e| storage(&e))?;
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = db.as_ref().ok_or(StoreError::Shutdown)?;
+        let txn = db.begin_write().map_err(|e| storage(&e))?;
         {
             let mut table = txn.open_table(SNAPSHOT).map_err(|e| storage(&e))?;
             table
@@ -268,10 +275,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let db = self.db.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_snapshot(&db))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let db = db.read().unwrap_or_else(|p| p.into_inner());
+            load_snapshot(db.as_ref().ok_or(StoreError::Shutdown)?)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
         Ok(loaded.map(|(meta, data)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -42,15 +42,6 @@ impl WatchHub {
         }
     }
 
-    /// Number of live watchers.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Registers a watcher that first replays `backlog` (records after
     /// `after`, already filtered) and then receives live revisions.
     pub fn register(
