@@ -9,3 +9,9 @@ mod crud;
 
 #[path = "api_server/kubectl.rs"]
 mod kubectl;
+
+#[path = "api_server/watch.rs"]
+mod watch;
+
+#[path = "api_server/limits.rs"]
+mod limits;

@@ -26,7 +26,7 @@ use crate::store::{Revision, StoreError, WatchEvent};
 /// Default watch duration when the client gives no timeoutSeconds.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How often a bookmark is sent when the client allows them.
-const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
 /// What a watcher wants to see.
 struct Filter {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kube::config::Kubeconfig;
 use serde_json::Value;
 use skiff_control_plane::api::{ApiConfig, ApiHandle, start};
-use skiff_control_plane::store::{Store, StoreConfig};
+use skiff_control_plane::store::{Store, StoreConfig, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
 pub struct Cluster {
@@ -19,16 +19,27 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(StoreConfig::new(
-            dir.path().join("store"),
-            "https://127.0.0.1:0",
-        ))
+        Cluster::start_with(
+            StoreOptions::default(),
+            tempfile::tempdir().expect("tempdir"),
+            "127.0.0.1:0",
+        )
         .await
-        .expect("store opens");
+    }
+
+    /// A cluster with explicit store options, data directory and listen address.
+    pub async fn start_with(
+        options: StoreOptions,
+        dir: tempfile::TempDir,
+        listen: &str,
+    ) -> Cluster {
+        let config = StoreConfig::new(dir.path().join("store"), "https://127.0.0.1:0");
+        let store = Store::open_with(config, options)
+            .await
+            .expect("store opens");
         let shutdown = CancellationToken::new();
         let config = ApiConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
+            listen: listen.parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
             san_hosts: vec![],
             shutdown: shutdown.clone(),
@@ -92,6 +103,40 @@ impl Cluster {
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)
+    }
+
+    /// Streams a watch request's events into a channel.
+    pub async fn watch(&self, path: &str) -> tokio::sync::mpsc::Receiver<Value> {
+        let req = http::Request::builder()
+            .uri(path)
+            .body(Vec::new())
+            .expect("request");
+        let resp = self
+            .client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .expect("watch");
+        assert_eq!(resp.status().as_u16(), 200, "watch {path}");
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let mut body = resp.into_body();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if let Ok(v) = serde_json::from_slice(&line) {
+                        if tx.send(v).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        rx
     }
 
     pub async fn stop(&mut self) {
