@@ -19,6 +19,12 @@ mod state_machine;
 mod types;
 mod watch;
 
+#[cfg(test)]
+mod suite_tests;
+
+#[cfg(test)]
+mod mvcc_props;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
