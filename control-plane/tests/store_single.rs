@@ -263,3 +263,118 @@ async fn compacted_history_is_refused() {
     assert_eq!(store.get_at("/c/0", 3).await.unwrap().unwrap().value, b"v");
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn snapshot_save_and_restore_serve_the_saved_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(&dir.path().join("a"))).await.unwrap();
+    for i in 0..20 {
+        store
+            .create(&format!("/b/{i:02}"), vec![i; 10])
+            .await
+            .unwrap();
+    }
+    store.delete("/b/03", None).await.unwrap();
+    let file = dir.path().join("backup.snap");
+    let revision = store.save_snapshot(&file).await.unwrap();
+    assert_eq!(revision, 21);
+    let hash = store.state_hash();
+    store
+        .create("/b/after", b"not in the backup".to_vec())
+        .await
+        .unwrap();
+    store.shutdown().await;
+
+    let restored_dir = dir.path().join("restored");
+    assert_eq!(Store::restore_snapshot(&file, &restored_dir).unwrap(), 21);
+    let restored = Store::open(config(&restored_dir)).await.unwrap();
+    assert_eq!(restored.current_revision(), 21);
+    assert_eq!(restored.state_hash(), hash);
+    assert_eq!(restored.get("/b/after").await.unwrap(), None);
+    assert_eq!(
+        restored.get("/b/05").await.unwrap().unwrap().value,
+        vec![5; 10]
+    );
+    let kv = restored.create("/b/new", b"n".to_vec()).await.unwrap();
+    assert_eq!(kv.mod_revision, 22);
+    restored.shutdown().await;
+    // Restarting the restored member keeps its data (the seed is not applied twice).
+    let again = Store::open(config(&restored_dir)).await.unwrap();
+    assert_eq!(again.current_revision(), 22);
+    again.shutdown().await;
+
+    // A damaged file or a non-empty target is refused.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    assert!(matches!(
+        Store::restore_snapshot(&file, &dir.path().join("x")),
+        Err(StoreError::Storage(_))
+    ));
+    assert!(matches!(
+        Store::restore_snapshot(&file, &restored_dir),
+        Err(StoreError::Storage(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_corrupt_log_record_stops_the_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    store
+        .create("/x/k", b"CORRUPT-ME-PLEASE-0123456789".to_vec())
+        .await
+        .unwrap();
+    store.shutdown().await;
+    let log = dir.path().join("raft-log.redb");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let needle = b"CORRUPT-ME-PLEASE";
+    let mut hits = 0;
+    for i in 0..bytes.len() - needle.len() {
+        if &bytes[i..i + needle.len()] == needle {
+            bytes[i] ^= 0x20;
+            hits += 1;
+        }
+    }
+    assert!(hits > 0, "the value is stored verbatim in the log");
+    std::fs::write(&log, bytes).unwrap();
+    match Store::open(config(dir.path())).await {
+        Err(StoreError::Storage(message)) => assert!(message.contains("raft log"), "{message}"),
+        Err(other) => panic!("expected a storage error, got {other}"),
+        Ok(_) => panic!("a corrupt log must not be served"),
+    }
+}
+
+#[tokio::test]
+async fn snapshots_and_log_purge_keep_state_and_history_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || StoreOptions {
+        snapshot_every: 20,
+        log_keep: 5,
+        ..StoreOptions::default()
+    };
+    let hash = {
+        let store = Store::open_with(config(dir.path()), options())
+            .await
+            .unwrap();
+        for i in 0..150 {
+            store
+                .create(&format!("/s/{i:03}"), vec![1; 64])
+                .await
+                .unwrap();
+        }
+        let hash = store.state_hash();
+        store.shutdown().await;
+        hash
+    };
+    let store = Store::open_with(config(dir.path()), options())
+        .await
+        .unwrap();
+    assert_eq!(store.state_hash(), hash);
+    assert_eq!(store.current_revision(), 150);
+    // History from before the last snapshot is still watchable.
+    let mut watch = store.watch("/s/", 10).await.unwrap();
+    assert_eq!(next_event(&mut watch).await.unwrap().revision(), 11);
+    store.shutdown().await;
+}

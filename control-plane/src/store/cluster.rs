@@ -11,7 +11,7 @@ use openraft::{BasicNode, ChangeMembers};
 use super::http::MembershipOp;
 use super::network::{TransportError, rpc};
 use super::raft_types::{Command, NodeId, TxnOutcome};
-use super::{Store, StoreError, Txn, fatal};
+use super::{Store, StoreError, fatal};
 
 /// One member of the cluster as this member sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +134,8 @@ impl Store {
     }
 
     /// Commits a write only if this member leads (the target of forwarded writes).
-    pub(super) async fn write_as_leader(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        match self.inner.raft.client_write(Command::Txn(txn)).await {
+    pub(super) async fn write_as_leader(&self, command: Command) -> Result<TxnOutcome, StoreError> {
+        match self.inner.raft.client_write(command).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::Fatal(e)) => Err(fatal(&e)),
             Err(RaftError::APIError(e)) => {
@@ -149,7 +149,7 @@ impl Store {
         &self,
         leader: NodeId,
         url: &str,
-        txn: &Txn,
+        command: &Command,
     ) -> Result<Option<TxnOutcome>, StoreError> {
         let transport = &*self.inner.transport;
         match rpc::<_, TxnOutcome, StoreError>(
@@ -157,7 +157,7 @@ impl Store {
             leader,
             url,
             "write",
-            txn,
+            command,
             FORWARD_TIMEOUT,
         )
         .await

@@ -14,8 +14,8 @@ use openraft::error::{CheckIsLeaderError, InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::{Deserialize, Serialize};
 
-use super::raft_types::{NodeId, TypeConfig, decode, encode};
-use super::{Store, StoreError, Txn};
+use super::raft_types::{Command, NodeId, TypeConfig, decode, encode};
+use super::{Store, StoreError};
 
 /// A membership change sent to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,11 +75,11 @@ async fn snapshot(State(store): State<Store>, body: Bytes) -> Response {
 }
 
 async fn write(State(store): State<Store>, body: Bytes) -> Response {
-    let txn: Txn = match decode(&body) {
+    let command: Command = match decode(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
-    reply(&store.write_as_leader(txn).await)
+    reply(&store.write_as_leader(command).await)
 }
 
 async fn read_index(State(store): State<Store>, body: Bytes) -> Response {

@@ -129,6 +129,7 @@ impl Store {
             .await
             .map_err(|e| super::fatal(&e))?;
         store.bootstrap().await?;
+        store.apply_restore_seed().await?;
         if let (true, Some(url)) = (fresh, store.inner.options.join.clone()) {
             tokio::spawn(store.clone().join_until_admitted(url));
         }

@@ -8,6 +8,7 @@
 //! between members), `member` (opening, membership, background tasks),
 //! `backup` (snapshot save/restore files).
 
+mod backup;
 mod cluster;
 mod http;
 mod log_store;
@@ -287,11 +288,16 @@ impl Store {
 
     /// Commits a transaction through Raft (forwarded to the leader when needed).
     async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        self.propose(Command::Txn(txn)).await
+    }
+
+    /// Commits a command through Raft (forwarded to the leader when needed).
+    async fn propose(&self, command: Command) -> Result<TxnOutcome, StoreError> {
         let deadline = Instant::now() + self.inner.options.request_timeout;
         loop {
             let attempt = tokio::time::timeout_at(
                 deadline.into(),
-                self.inner.raft.client_write(Command::Txn(txn.clone())),
+                self.inner.raft.client_write(command.clone()),
             );
             let Ok(result) = attempt.await else {
                 return Err(StoreError::Unavailable(
@@ -303,7 +309,7 @@ impl Store {
                 Err(RaftError::Fatal(e)) => return Err(fatal(&e)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
-                        if let Some(outcome) = self.forward_write(id, &node.addr, &txn).await? {
+                        if let Some(outcome) = self.forward_write(id, &node.addr, &command).await? {
                             return Ok(outcome);
                         }
                     }

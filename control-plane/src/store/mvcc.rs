@@ -292,7 +292,7 @@ impl Mvcc {
 }
 
 /// The serialized form of an [`Mvcc`] map, as snapshots and backups hold it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MvccImage {
     revision: Revision,
     compacted: Revision,

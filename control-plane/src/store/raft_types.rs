@@ -7,6 +7,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use super::mvcc::MvccImage;
 use super::types::{KeyValue, Revision, StoreError, Txn};
 
 /// A command replicated through the Raft log.
@@ -14,6 +15,8 @@ use super::types::{KeyValue, Revision, StoreError, Txn};
 pub enum Command {
     /// A guarded multi-key write.
     Txn(Txn),
+    /// Replace the whole map with a backup's (see `backup`).
+    Restore(MvccImage),
 }
 
 /// What the state machine answered to one log entry.

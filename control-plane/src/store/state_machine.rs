@@ -226,6 +226,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     replies.push(outcome);
                 }
+                EntryPayload::Normal(Command::Restore(image)) => {
+                    match Mvcc::from_image(image) {
+                        Ok(mvcc) => {
+                            state.mvcc = mvcc;
+                            state.hub.cut_off_all();
+                        }
+                        // Validated before it was proposed; never expected.
+                        Err(e) => {
+                            tracing::error!(error = %e, "ignoring an inconsistent restore image")
+                        }
+                    }
+                    replies.push(TxnOutcome {
+                        succeeded: true,
+                        revision: state.mvcc.revision(),
+                        ..TxnOutcome::default()
+                    })
+                }
                 EntryPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
                     replies.push(TxnOutcome {
