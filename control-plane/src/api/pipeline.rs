@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use super::error::ApiError;
 use super::path::{self, ApiPath};
 use super::query::Query;
-use super::request::RequestAttributes;
+use super::request::{RequestAttributes, UserInfo};
 use super::state::SharedState;
 
 /// The DER client certificate the TLS handshake verified, if any.
@@ -77,6 +77,10 @@ pub async fn authenticate_and_authorize(
             Ok(None) => return finish(ApiError::Unauthorized.into_response(), &id),
             Err(e) => return finish(e.into_response(), &id),
         };
+        let user = match impersonate(&state, user, req.headers()).await {
+            Ok(user) => user,
+            Err(e) => return finish(e.into_response(), &id),
+        };
         if let Err(e) = state.authorizer.authorize(&user, &attrs).await {
             tracing::debug!(user = %user.username, error = %e, "request forbidden");
             return finish(e.into_response(), &id);
@@ -89,6 +93,64 @@ pub async fn authenticate_and_authorize(
     }
     .instrument(span)
     .await
+}
+
+/// Applies `Impersonate-User`/`Impersonate-Group` headers: the caller must be
+/// allowed to `impersonate` the users, service accounts and groups named.
+async fn impersonate(
+    state: &SharedState,
+    user: UserInfo,
+    headers: &http::HeaderMap,
+) -> Result<UserInfo, ApiError> {
+    let Some(name) = headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+    else {
+        return Ok(user);
+    };
+    let groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
+    let mut checks = Vec::new();
+    let mut as_user = UserInfo {
+        username: name.clone(),
+        uid: String::new(),
+        groups: groups.clone(),
+    };
+    match name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((ns, sa)) => {
+            checks.push(("serviceaccounts", "", Some(ns.to_string()), sa.to_string()));
+            as_user.groups.push("system:serviceaccounts".into());
+            as_user.groups.push(format!("system:serviceaccounts:{ns}"));
+        }
+        None => checks.push(("users", "", None, name.clone())),
+    }
+    for g in &groups {
+        checks.push(("groups", "", None, g.clone()));
+    }
+    for (resource, group, namespace, target) in checks {
+        let attrs = RequestAttributes {
+            verb: "impersonate".into(),
+            resource_request: true,
+            api_group: group.into(),
+            resource: resource.into(),
+            namespace,
+            name: Some(target),
+            ..Default::default()
+        };
+        state.authorizer.authorize(&user, &attrs).await?;
+    }
+    if !as_user.groups.iter().any(|g| g == "system:authenticated") {
+        as_user.groups.push("system:authenticated".into());
+    }
+    tracing::debug!(by = %user.username, as_user = %as_user.username, "impersonating");
+    Ok(as_user)
 }
 
 fn finish(mut resp: Response, id: &str) -> Response {

@@ -71,7 +71,10 @@ fn string(f: &Field<'_>) -> String {
 enum Kind {
     Str,
     Strs,
+    /// A non-pointer integer: 0 means unset (Go marshals it anyway).
     Int,
+    /// A pointer integer: present means set, even when 0.
+    IntPtr,
     Bool,
     /// map<string, string>
     Map,
@@ -123,8 +126,12 @@ fn decode_into(buf: &[u8], schema: Schema, out: &mut Map<String, Value>) -> Resu
             Field::Varint(_) => None,
         };
         let value = match (kind, &field) {
+            // Go marshals empty strings, zero integers and false booleans of
+            // non-pointer fields; JSON omits them, and so do we.
+            (Kind::Str, f) if string(f).is_empty() => continue,
+            (Kind::Int, Field::Varint(0)) | (Kind::Bool, Field::Varint(0)) => continue,
             (Kind::Str, f) => json!(string(f)),
-            (Kind::Int, Field::Varint(v)) => json!(*v as i64),
+            (Kind::Int | Kind::IntPtr, Field::Varint(v)) => json!(*v as i64),
             (Kind::Bool, Field::Varint(v)) => json!(*v != 0),
             (Kind::Strs | Kind::Msgs(_), _) => {
                 let item = match kind {
@@ -164,6 +171,9 @@ fn decode_into(buf: &[u8], schema: Schema, out: &mut Map<String, Value>) -> Resu
                     Some(Field::Varint(v)) => v as i64,
                     _ => 0,
                 };
+                if secs == 0 {
+                    continue;
+                }
                 let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
                 json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             }
@@ -297,8 +307,8 @@ const POD_SPEC: Schema = &[
     (2, "containers", Kind::Msgs(CONTAINER)),
     (20, "initContainers", Kind::Msgs(CONTAINER)),
     (3, "restartPolicy", Kind::Str),
-    (4, "terminationGracePeriodSeconds", Kind::Int),
-    (5, "activeDeadlineSeconds", Kind::Int),
+    (4, "terminationGracePeriodSeconds", Kind::IntPtr),
+    (5, "activeDeadlineSeconds", Kind::IntPtr),
     (6, "dnsPolicy", Kind::Str),
     (7, "nodeSelector", Kind::Map),
     (8, "serviceAccountName", Kind::Str),
@@ -316,7 +326,7 @@ const POD_TEMPLATE: Schema = &[
     (2, "spec", Kind::Msg(POD_SPEC)),
 ];
 const DEPLOYMENT_SPEC: Schema = &[
-    (1, "replicas", Kind::Int),
+    (1, "replicas", Kind::IntPtr),
     (2, "selector", Kind::Msg(LABEL_SELECTOR)),
     (3, "template", Kind::Msg(POD_TEMPLATE)),
     (
@@ -335,19 +345,19 @@ const DEPLOYMENT_SPEC: Schema = &[
         ]),
     ),
     (5, "minReadySeconds", Kind::Int),
-    (6, "revisionHistoryLimit", Kind::Int),
+    (6, "revisionHistoryLimit", Kind::IntPtr),
     (7, "paused", Kind::Bool),
-    (9, "progressDeadlineSeconds", Kind::Int),
+    (9, "progressDeadlineSeconds", Kind::IntPtr),
 ];
 const JOB_SPEC: Schema = &[
-    (1, "parallelism", Kind::Int),
-    (2, "completions", Kind::Int),
-    (3, "activeDeadlineSeconds", Kind::Int),
+    (1, "parallelism", Kind::IntPtr),
+    (2, "completions", Kind::IntPtr),
+    (3, "activeDeadlineSeconds", Kind::IntPtr),
     (4, "selector", Kind::Msg(LABEL_SELECTOR)),
     (5, "manualSelector", Kind::Bool),
     (6, "template", Kind::Msg(POD_TEMPLATE)),
-    (7, "backoffLimit", Kind::Int),
-    (8, "ttlSecondsAfterFinished", Kind::Int),
+    (7, "backoffLimit", Kind::IntPtr),
+    (8, "ttlSecondsAfterFinished", Kind::IntPtr),
     (9, "completionMode", Kind::Str),
     (10, "suspend", Kind::Bool),
 ];
@@ -437,7 +447,7 @@ const BOUND_REF: Schema = &[
     (4, "uid", Kind::Str),
 ];
 const DELETE_OPTIONS: Schema = &[
-    (1, "gracePeriodSeconds", Kind::Int),
+    (1, "gracePeriodSeconds", Kind::IntPtr),
     (
         2,
         "preconditions",
@@ -465,7 +475,7 @@ fn schema_of(kind: &str) -> Option<Schema> {
                 "spec",
                 Kind::Msg(&[
                     (1, "audiences", Kind::Strs),
-                    (4, "expirationSeconds", Kind::Int),
+                    (4, "expirationSeconds", Kind::IntPtr),
                     (3, "boundObjectRef", Kind::Msg(BOUND_REF)),
                 ]),
             ),
@@ -504,7 +514,7 @@ fn schema_of(kind: &str) -> Option<Schema> {
                 Kind::Msg(&[
                     (1, "schedule", Kind::Str),
                     (8, "timeZone", Kind::Str),
-                    (2, "startingDeadlineSeconds", Kind::Int),
+                    (2, "startingDeadlineSeconds", Kind::IntPtr),
                     (3, "concurrencyPolicy", Kind::Str),
                     (4, "suspend", Kind::Bool),
                     (
@@ -515,8 +525,8 @@ fn schema_of(kind: &str) -> Option<Schema> {
                             (2, "spec", Kind::Msg(JOB_SPEC)),
                         ]),
                     ),
-                    (6, "successfulJobsHistoryLimit", Kind::Int),
-                    (7, "failedJobsHistoryLimit", Kind::Int),
+                    (6, "successfulJobsHistoryLimit", Kind::IntPtr),
+                    (7, "failedJobsHistoryLimit", Kind::IntPtr),
                 ]),
             ),
         ],

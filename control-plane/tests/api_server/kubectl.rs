@@ -343,3 +343,89 @@ async fn kubectl_apply_get_describe_patch_scale_delete() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_typed_commands_send_protobuf() {
+    let mut c = Cluster::start().await;
+    let Some(k) = Kubectl::new(&c.kubeconfig_path()) else {
+        return;
+    };
+    tokio::task::block_in_place(|| {
+        k.ok(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ]);
+        let image = k.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].ports[0].protocol}/{.spec.replicas}",
+        ]);
+        assert_eq!(image, "TCP/2");
+        k.ok(&[
+            "expose",
+            "deployment",
+            "web",
+            "--port=80",
+            "--type=NodePort",
+        ]);
+        let svc = k.ok(&["get", "svc", "web", "-o", "wide"]);
+        assert!(
+            svc.contains("NodePort") && svc.contains("80:3") && svc.contains("app=web"),
+            "{svc}"
+        );
+        k.ok(&["create", "job", "once", "--image=samples/wasm/hello.wasm"]);
+        let policy = k.ok(&[
+            "get",
+            "job",
+            "once",
+            "-o",
+            "jsonpath={.spec.template.spec.restartPolicy}",
+        ]);
+        assert_eq!(policy, "Never");
+        k.ok(&["create", "serviceaccount", "bot"]);
+        let token = k.ok(&["create", "token", "bot"]);
+        assert_eq!(token.split('.').count(), 3, "{token}");
+        k.ok(&[
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ]);
+        k.ok(&[
+            "create",
+            "rolebinding",
+            "bot-reads",
+            "--role=reader",
+            "--serviceaccount=default:bot",
+        ]);
+        let can = k.ok(&[
+            "auth",
+            "can-i",
+            "list",
+            "pods",
+            "--as=system:serviceaccount:default:bot",
+        ]);
+        assert_eq!(can.trim(), "yes");
+        let cannot = k.run(&[
+            "auth",
+            "can-i",
+            "delete",
+            "pods",
+            "--as=system:serviceaccount:default:bot",
+        ]);
+        assert_eq!(String::from_utf8_lossy(&cannot.stdout).trim(), "no");
+        let who = k.ok(&["auth", "whoami"]);
+        assert!(who.contains("admin"), "{who}");
+        k.ok(&["delete", "ns", "default", "--dry-run=server"]);
+        let ns = k.ok(&["get", "ns", "default", "-o", "jsonpath={.status.phase}"]);
+        assert_eq!(ns, "Active");
+    });
+    c.stop().await;
+}

@@ -20,6 +20,8 @@ pub struct DeleteOptions {
     pub grace: Option<i64>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// `dryRun: ["All"]` in the body or the query.
+    pub dry_run: bool,
 }
 
 async fn options(ctx: &Ctx, body: Body) -> Result<DeleteOptions, ApiError> {
@@ -48,6 +50,10 @@ pub fn from_value(v: &Value, ctx: &Ctx) -> DeleteOptions {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from),
+        dry_run: ctx.query.dry_run()
+            || v.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x == "All")),
     };
     if let Some(p) = ctx.query.non_empty("propagationPolicy") {
         o.propagation = Some(p.to_string());
@@ -177,7 +183,7 @@ pub async fn delete_object(
             if ns_pending {
                 obj["status"]["phase"] = json!("Terminating");
             }
-            if ctx.query.dry_run() {
+            if opts.dry_run {
                 return Ok((StatusCode::ACCEPTED, obj));
             }
             objects::put(
@@ -192,7 +198,7 @@ pub async fn delete_object(
             .await
             .map(|o| (StatusCode::ACCEPTED, o))
         } else {
-            if ctx.query.dry_run() {
+            if opts.dry_run {
                 return Ok((StatusCode::OK, obj));
             }
             let side = if info.group.is_empty() && info.kind == "Service" {
