@@ -20,10 +20,6 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
 pub const DNS_SERVICE_IP: &str = "10.43.0.10";
 const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
 
-/// Allocation settings (the ranges are fixed; kept as a type for the state).
-#[derive(Debug, Clone, Default)]
-pub struct Allocators {}
-
 fn ip_key(ip: &str) -> String {
     format!("/registry/core/serviceips/{ip}")
 }
@@ -233,12 +229,11 @@ pub async fn on_update(
             .pointer("/spec/clusterIP")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
+        && let Some(ip) = old.pointer("/spec/clusterIP").cloned()
     {
-        if let Some(ip) = old.pointer("/spec/clusterIP").cloned() {
-            new["spec"]["clusterIP"] = ip;
-            if let Some(ips) = old.pointer("/spec/clusterIPs").cloned() {
-                new["spec"]["clusterIPs"] = ips;
-            }
+        new["spec"]["clusterIP"] = ip;
+        if let Some(ips) = old.pointer("/spec/clusterIPs").cloned() {
+            new["spec"]["clusterIPs"] = ips;
         }
     }
     if cluster_ip(new).is_none() || cluster_ip(old) != cluster_ip(new) {

@@ -70,10 +70,10 @@ fn rename_fields(mut obj: Value, fields: &[(&str, &str)], to_new: bool) -> Value
     if let Some(map) = obj.as_object_mut() {
         for (core, new) in fields {
             let (from, to) = if to_new { (core, new) } else { (new, core) };
-            if from != to {
-                if let Some(v) = map.remove(*from) {
-                    map.insert(to.to_string(), v);
-                }
+            if from != to
+                && let Some(v) = map.remove(*from)
+            {
+                map.insert(to.to_string(), v);
             }
         }
     }
@@ -90,13 +90,13 @@ fn hpa_v1_to_v2(obj: &mut Value) {
             json!([{ "type": "Resource", "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": target } } }]),
         );
     }
-    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
-        if let Some(current) = status.remove("currentCPUUtilizationPercentage") {
-            status.insert(
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut)
+        && let Some(current) = status.remove("currentCPUUtilizationPercentage")
+    {
+        status.insert(
                 "currentMetrics".into(),
                 json!([{ "type": "Resource", "resource": { "name": "cpu", "current": { "averageUtilization": current } } }]),
             );
-        }
     }
 }
 

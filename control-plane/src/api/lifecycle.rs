@@ -33,13 +33,12 @@ fn check_type(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
         .get("kind")
         .and_then(Value::as_str)
         .filter(|k| !k.is_empty())
+        && k != info.kind
     {
-        if k != info.kind {
-            return Err(ApiError::BadRequest(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                info.kind
-            )));
-        }
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            info.kind
+        )));
     }
     if !obj.is_object() {
         return Err(ApiError::BadRequest(
@@ -96,15 +95,14 @@ pub fn prepare_create(
         .get("name")
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty());
-    if !has_name {
-        if let Some(prefix) = md
+    if !has_name
+        && let Some(prefix) = md
             .get("generateName")
             .and_then(Value::as_str)
             .filter(|p| !p.is_empty())
-        {
-            let name = format!("{prefix}{}", random_suffix());
-            md.insert("name".into(), json!(name));
-        }
+    {
+        let name = format!("{prefix}{}", random_suffix());
+        md.insert("name".into(), json!(name));
     }
     md.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     md.insert("creationTimestamp".into(), json!(meta::now()));
@@ -119,10 +117,11 @@ pub fn prepare_create(
     if obj.get("spec").is_some() || info.has_status() {
         meta::metadata_mut(&mut obj).insert("generation".into(), json!(1));
     }
-    if info.has_status() && info.kind != "Node" {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+    if info.has_status()
+        && info.kind != "Node"
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
     }
     Ok(obj)
 }
@@ -137,12 +136,12 @@ pub fn prepare_update(
     subresource: Option<&str>,
 ) -> Result<Value, ApiError> {
     check_type(info, &new)?;
-    if let (Some(o), Some(n)) = (meta::name(old), meta::name(&new)) {
-        if o != n {
-            return Err(ApiError::BadRequest(format!(
-                "the name of the object ({n}) does not match the name on the URL ({o})"
-            )));
-        }
+    if let (Some(o), Some(n)) = (meta::name(old), meta::name(&new))
+        && o != n
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({n}) does not match the name on the URL ({o})"
+        )));
     }
     let mut obj = if subresource == Some("status") {
         let mut obj = old.clone();
@@ -192,10 +191,11 @@ pub fn prepare_update(
         };
     }
     md.remove("selfLink");
-    if subresource.is_none() && spec_changed(old, &obj) {
-        if let Some(g) = old_md.get("generation").and_then(Value::as_i64) {
-            meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));
-        }
+    if subresource.is_none()
+        && spec_changed(old, &obj)
+        && let Some(g) = old_md.get("generation").and_then(Value::as_i64)
+    {
+        meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));
     }
     if let Some(rv) = meta::resource_version(old).map(String::from) {
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv));

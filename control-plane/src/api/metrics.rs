@@ -16,7 +16,7 @@ use crate::store::RangeRequest;
 
 /// Kubernetes CPU quantity from nanocores (`250m`, `12n`).
 pub fn cpu_quantity(nano: u64) -> String {
-    if nano % 1_000_000 == 0 {
+    if nano.is_multiple_of(1_000_000) {
         format!("{}m", nano / 1_000_000)
     } else {
         format!("{nano}n")
@@ -25,7 +25,7 @@ pub fn cpu_quantity(nano: u64) -> String {
 
 /// Kubernetes memory quantity from bytes (`123Ki`, or bytes when not a multiple).
 pub fn memory_quantity(bytes: u64) -> String {
-    if bytes % 1024 == 0 {
+    if bytes.is_multiple_of(1024) {
         format!("{}Ki", bytes / 1024)
     } else {
         bytes.to_string()
@@ -104,10 +104,10 @@ pub async fn handle(ctx: Ctx) -> Result<Response, ApiError> {
         .ok_or_else(|| ApiError::Internal("pods not registered".into()))?;
     for node in &all_nodes {
         let node_name = meta::name(node).unwrap_or("").to_string();
-        if ctx.info.kind == "NodeMetrics" {
-            if ctx.name.as_deref().is_some_and(|n| n != node_name) || !labels.matches(node) {
-                continue;
-            }
+        if ctx.info.kind == "NodeMetrics"
+            && (ctx.name.as_deref().is_some_and(|n| n != node_name) || !labels.matches(node))
+        {
+            continue;
         }
         let Some(summary) = summary(&ctx, node).await else {
             continue;

@@ -226,6 +226,7 @@ const OBJECT_META: Schema = &[
     (3, "namespace", Kind::Str),
     (5, "uid", Kind::Str),
     (6, "resourceVersion", Kind::Str),
+    (8, "creationTimestamp", Kind::Time),
     (11, "labels", Kind::Map),
     (12, "annotations", Kind::Map),
     (13, "ownerReferences", Kind::Msgs(OWNER_REFERENCE)),

@@ -302,7 +302,7 @@ async fn service_target(
     let svc_port = match port {
         Some(p) => ports
             .iter()
-            .find(|sp| sp["name"] == p || sp["port"].to_string() == p)
+            .find(|sp| sp["name"] == p || sp["port"] == p)
             .cloned(),
         None => ports.first().cloned(),
     }

@@ -184,14 +184,6 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
-    /// The value required for `metadata.name`, if the selector pins one.
-    pub fn pinned_name(&self) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(f, eq, _)| f == "metadata.name" && *eq)
-            .map(|(_, _, v)| v.as_str())
-    }
-
     /// Whether `obj` satisfies every requirement.
     pub fn matches(&self, obj: &Value) -> bool {
         self.0
@@ -271,12 +263,6 @@ mod tests {
             FieldSelector::parse("involvedObject.kind=Pod,involvedObject.name=p")
                 .unwrap()
                 .matches(&ev)
-        );
-        assert_eq!(
-            FieldSelector::parse("metadata.name=x")
-                .unwrap()
-                .pinned_name(),
-            Some("x")
         );
         assert!(FieldSelector::parse("bogus").is_err());
     }

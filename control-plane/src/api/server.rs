@@ -22,7 +22,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::alloc::Allocators;
 use super::auth::{Authenticator, Authorizer};
 use super::error::ApiError;
 use super::pipeline::{self, ClientCert};
@@ -96,10 +95,8 @@ pub async fn start(config: ApiConfig, store: Store) -> Result<ApiHandle, ApiErro
     let authorizer = Authorizer::start(store.clone(), config.shutdown.clone()).await?;
     let state: SharedState = Arc::new(ApiState {
         store: store.clone(),
-        credentials: credentials.clone(),
         authenticator,
         authorizer,
-        allocators: Allocators::default(),
         shutdown: config.shutdown.clone(),
         server_address: format!("{host}:{}", local_addr.port()),
         http: http_client(),

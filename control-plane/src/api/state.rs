@@ -6,18 +6,14 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::alloc::Allocators;
 use super::auth::{Authenticator, Authorizer};
-use crate::pki::ClusterCredentials;
 use crate::store::Store;
 
 /// Shared, immutable-after-start state of the API server.
 pub struct ApiState {
     pub store: Store,
-    pub credentials: ClusterCredentials,
     pub authenticator: Authenticator,
     pub authorizer: Authorizer,
-    pub allocators: Allocators,
     /// Cancelled when the server shuts down; long requests (watch) end then.
     pub shutdown: CancellationToken,
     /// `host:port` clients reach this server at.

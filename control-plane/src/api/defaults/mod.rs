@@ -44,22 +44,19 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value, creating: bool) {
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
                 .map(String::from)
+                && let Some(md) = obj_at(obj, &["metadata"])
             {
-                if let Some(md) = obj_at(obj, &["metadata"]) {
-                    let labels = md.entry("labels").or_insert_with(|| json!({}));
-                    if let Some(l) = labels.as_object_mut() {
-                        l.insert("kubernetes.io/metadata.name".into(), json!(name));
-                    }
+                let labels = md.entry("labels").or_insert_with(|| json!({}));
+                if let Some(l) = labels.as_object_mut() {
+                    l.insert("kubernetes.io/metadata.name".into(), json!(name));
                 }
             }
-            if creating {
-                if let Some(m) = obj.as_object_mut() {
-                    let spec = m.entry("spec").or_insert_with(|| json!({}));
-                    if let Some(s) = spec.as_object_mut() {
-                        set_default(s, "finalizers", json!(["kubernetes"]));
-                    }
-                    m.insert("status".into(), json!({ "phase": "Active" }));
+            if creating && let Some(m) = obj.as_object_mut() {
+                let spec = m.entry("spec").or_insert_with(|| json!({}));
+                if let Some(s) = spec.as_object_mut() {
+                    set_default(s, "finalizers", json!(["kubernetes"]));
                 }
+                m.insert("status".into(), json!({ "phase": "Active" }));
             }
         }
         ("", "Secret") => {
@@ -95,13 +92,13 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value, creating: bool) {
                 set_default(s, "revisionHistoryLimit", json!(10));
                 set_default(s, "progressDeadlineSeconds", json!(600));
                 set_default(s, "strategy", json!({"type": "RollingUpdate"}));
-                if let Some(st) = s.get_mut("strategy").and_then(Value::as_object_mut) {
-                    if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                        let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
-                        if let Some(ru) = ru.as_object_mut() {
-                            set_default(ru, "maxUnavailable", json!("25%"));
-                            set_default(ru, "maxSurge", json!("25%"));
-                        }
+                if let Some(st) = s.get_mut("strategy").and_then(Value::as_object_mut)
+                    && st.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+                {
+                    let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        set_default(ru, "maxUnavailable", json!("25%"));
+                        set_default(ru, "maxSurge", json!("25%"));
                     }
                 }
             }

@@ -112,26 +112,26 @@ pub async fn delete_object(
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if let Some(want) = &opts.uid {
-            if want != uid {
-                return Err(precondition_failed(
-                    info,
-                    name,
-                    &format!("UID in precondition: {want}, UID in object meta: {uid}"),
-                ));
-            }
+        if let Some(want) = &opts.uid
+            && want != uid
+        {
+            return Err(precondition_failed(
+                info,
+                name,
+                &format!("UID in precondition: {want}, UID in object meta: {uid}"),
+            ));
         }
-        if let Some(want) = &opts.resource_version {
-            if *want != old.mod_revision.to_string() {
-                return Err(precondition_failed(
-                    info,
-                    name,
-                    &format!(
-                        "ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
-                        old.mod_revision
-                    ),
-                ));
-            }
+        if let Some(want) = &opts.resource_version
+            && *want != old.mod_revision.to_string()
+        {
+            return Err(precondition_failed(
+                info,
+                name,
+                &format!(
+                    "ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                    old.mod_revision
+                ),
+            ));
         }
         let mut obj = old.obj.clone();
         let mut finalizers = meta::finalizers(&obj);

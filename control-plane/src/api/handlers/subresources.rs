@@ -100,10 +100,10 @@ async fn scale(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
             }
             Some(pt) => patch::apply_patch("Scale", pt, &current, &value)?,
         };
-        if let Some(rv) = meta::resource_version(&wanted) {
-            if rv != old.mod_revision.to_string() {
-                return Err(objects::conflict(ctx.info, &name));
-            }
+        if let Some(rv) = meta::resource_version(&wanted)
+            && rv != old.mod_revision.to_string()
+        {
+            return Err(objects::conflict(ctx.info, &name));
         }
         let replicas = wanted
             .pointer("/spec/replicas")
@@ -157,10 +157,10 @@ async fn binding(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
         })?;
     for attempt in 0.. {
         let old = objects::get(&ctx.state.store, ctx.info, ctx.ns(), &name).await?;
-        if let Some(uid) = b.pointer("/metadata/uid").and_then(Value::as_str) {
-            if old.obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
-                return Err(objects::conflict(ctx.info, &name));
-            }
+        if let Some(uid) = b.pointer("/metadata/uid").and_then(Value::as_str)
+            && old.obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+        {
+            return Err(objects::conflict(ctx.info, &name));
         }
         if meta::is_deleting(&old.obj) {
             return Err(ApiError::Conflict {
@@ -224,41 +224,41 @@ async fn eviction(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
         pod.obj.pointer("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
     );
-    if !terminal && !meta::is_deleting(&pod.obj) {
-        if let Some(prefix) = pdbs.namespace_prefix(ctx.ns()) {
-            let range = ctx
-                .state
-                .store
-                .range(crate::store::RangeRequest {
-                    prefix,
-                    ..Default::default()
-                })
-                .await?;
-            for kv in &range.kvs {
-                let pdb = objects::decode(pdbs, kv)?;
-                let sel = LabelSelector::from_object(
-                    pdb.pointer("/spec/selector").unwrap_or(&Value::Null),
-                );
-                if sel.is_empty() || !sel.matches(&pod.obj) {
-                    continue;
-                }
-                if pdb
-                    .pointer("/status/disruptionsAllowed")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-                    <= 0
-                {
-                    return Err(ApiError::TooManyRequests(format!(
-                        "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
-                        meta::name(&pdb).unwrap_or(""),
-                        pdb.pointer("/status/desiredHealthy")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(0),
-                        pdb.pointer("/status/currentHealthy")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(0),
-                    )));
-                }
+    if !terminal
+        && !meta::is_deleting(&pod.obj)
+        && let Some(prefix) = pdbs.namespace_prefix(ctx.ns())
+    {
+        let range = ctx
+            .state
+            .store
+            .range(crate::store::RangeRequest {
+                prefix,
+                ..Default::default()
+            })
+            .await?;
+        for kv in &range.kvs {
+            let pdb = objects::decode(pdbs, kv)?;
+            let sel =
+                LabelSelector::from_object(pdb.pointer("/spec/selector").unwrap_or(&Value::Null));
+            if sel.is_empty() || !sel.matches(&pod.obj) {
+                continue;
+            }
+            if pdb
+                .pointer("/status/disruptionsAllowed")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                <= 0
+            {
+                return Err(ApiError::TooManyRequests(format!(
+                    "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
+                    meta::name(&pdb).unwrap_or(""),
+                    pdb.pointer("/status/desiredHealthy")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
+                    pdb.pointer("/status/currentHealthy")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
+                )));
             }
         }
     }

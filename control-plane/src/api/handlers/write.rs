@@ -52,13 +52,13 @@ pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
 }
 
 fn precondition(ctx: &Ctx, old: &Stored, new: &Value) -> Result<(), ApiError> {
-    if let Some(rv) = meta::resource_version(new) {
-        if rv != old.mod_revision.to_string() {
-            return Err(objects::conflict(
-                ctx.info,
-                meta::name(&old.obj).unwrap_or(""),
-            ));
-        }
+    if let Some(rv) = meta::resource_version(new)
+        && rv != old.mod_revision.to_string()
+    {
+        return Err(objects::conflict(
+            ctx.info,
+            meta::name(&old.obj).unwrap_or(""),
+        ));
     }
     Ok(())
 }
@@ -98,10 +98,10 @@ pub async fn update_object(
     let info = ctx.info;
     let store = &ctx.state.store;
     let mut obj = lifecycle::prepare_update(info, &old.obj, new, subresource)?;
-    if obj.pointer("/metadata/managedFields").is_none() {
-        if let Some(mf) = old.obj.pointer("/metadata/managedFields").cloned() {
-            meta::metadata_mut(&mut obj).insert("managedFields".into(), mf);
-        }
+    if obj.pointer("/metadata/managedFields").is_none()
+        && let Some(mf) = old.obj.pointer("/metadata/managedFields").cloned()
+    {
+        meta::metadata_mut(&mut obj).insert("managedFields".into(), mf);
     }
     if subresource.is_none() {
         defaults::apply(info, &mut obj, false);

@@ -195,10 +195,10 @@ fn remove_at(obj: &mut Value, path: &[String]) {
                 None => return,
             };
         }
-        if let (Some(k), Some(list)) = (item.strip_prefix("k:"), cur.as_array_mut()) {
-            if let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) {
-                list.retain(|i| !key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)));
-            }
+        if let (Some(k), Some(list)) = (item.strip_prefix("k:"), cur.as_array_mut())
+            && let Ok(key) = serde_json::from_str::<Map<String, Value>>(k)
+        {
+            list.retain(|i| !key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)));
         }
         return;
     }
@@ -212,10 +212,10 @@ fn remove_at(obj: &mut Value, path: &[String]) {
         if let Some(m) = cur.as_object_mut() {
             m.remove(f);
         }
-    } else if let Some(v) = last.strip_prefix("v:") {
-        if let (Ok(v), Some(list)) = (serde_json::from_str::<Value>(v), cur.as_array_mut()) {
-            list.retain(|i| *i != v);
-        }
+    } else if let Some(v) = last.strip_prefix("v:")
+        && let (Ok(v), Some(list)) = (serde_json::from_str::<Value>(v), cur.as_array_mut())
+    {
+        list.retain(|i| *i != v);
     }
 }
 

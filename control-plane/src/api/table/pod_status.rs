@@ -56,11 +56,6 @@ fn later(a: Option<String>, b: Option<&str>) -> Option<String> {
     }
 }
 
-/// The STATUS reason of a pod as kubectl prints it.
-pub fn pod_status_reason(pod: &Value) -> String {
-    summarize(pod).reason
-}
-
 /// READY, STATUS and RESTARTS of a pod.
 pub fn summarize(pod: &Value) -> PodSummary {
     let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
@@ -188,6 +183,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn reason(pod: &Value) -> String {
+        summarize(pod).reason
+    }
+
     fn pod(spec: Value, status: Value) -> Value {
         json!({"metadata": {"name": "p"}, "spec": spec, "status": status})
     }
@@ -196,14 +195,11 @@ mod tests {
     fn pending_then_container_creating_then_running() {
         let spec = json!({"containers": [{"name": "a"}]});
         assert_eq!(
-            pod_status_reason(&pod(spec.clone(), json!({"phase": "Pending"}))),
+            reason(&pod(spec.clone(), json!({"phase": "Pending"}))),
             "Pending"
         );
         let creating = json!({"phase": "Pending", "containerStatuses": [{"name": "a", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]});
-        assert_eq!(
-            pod_status_reason(&pod(spec.clone(), creating)),
-            "ContainerCreating"
-        );
+        assert_eq!(reason(&pod(spec.clone(), creating)), "ContainerCreating");
         let running = json!({"phase": "Running", "containerStatuses": [{"name": "a", "ready": true, "restartCount": 2, "state": {"running": {}}}]});
         let s = summarize(&pod(spec, running));
         assert_eq!(
@@ -218,18 +214,18 @@ mod tests {
         let init = json!({"phase": "Pending", "initContainerStatuses": [
             {"name": "i1", "restartCount": 0, "state": {"terminated": {"exitCode": 0}}},
             {"name": "i2", "restartCount": 0, "state": {"running": {}}}]});
-        assert_eq!(pod_status_reason(&pod(spec.clone(), init)), "Init:1/2");
+        assert_eq!(reason(&pod(spec.clone(), init)), "Init:1/2");
         let failed = json!({"phase": "Pending", "initContainerStatuses": [
             {"name": "i1", "restartCount": 1, "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
-        assert_eq!(pod_status_reason(&pod(spec, failed)), "Init:Error");
+        assert_eq!(reason(&pod(spec, failed)), "Init:Error");
         let crash = json!({"phase": "Running", "containerStatuses": [{"name": "a", "restartCount": 5, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]});
         assert_eq!(
-            pod_status_reason(&pod(json!({"containers": [{"name": "a"}]}), crash)),
+            reason(&pod(json!({"containers": [{"name": "a"}]}), crash)),
             "CrashLoopBackOff"
         );
         let done = json!({"phase": "Succeeded", "containerStatuses": [{"name": "a", "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]});
         assert_eq!(
-            pod_status_reason(&pod(json!({"containers": [{"name": "a"}]}), done)),
+            reason(&pod(json!({"containers": [{"name": "a"}]}), done)),
             "Completed"
         );
     }
@@ -241,6 +237,6 @@ mod tests {
             json!({"phase": "Running"}),
         );
         p["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
-        assert_eq!(pod_status_reason(&p), "Terminating");
+        assert_eq!(reason(&p), "Terminating");
     }
 }

@@ -47,24 +47,24 @@ fn validate_containers(list: &[Value], path: &str, errs: &mut Errors, seen: &mut
                     "must be between 1 and 65535, inclusive",
                 );
             }
-            if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-                if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                    errs.unsupported(
-                        &format!("{at}.ports[{j}].protocol"),
-                        proto,
-                        &["SCTP", "TCP", "UDP"],
-                    );
-                }
-            }
-        }
-        if let Some(policy) = c.get("imagePullPolicy").and_then(Value::as_str) {
-            if !matches!(policy, "Always" | "IfNotPresent" | "Never") {
+            if let Some(proto) = p.get("protocol").and_then(Value::as_str)
+                && !matches!(proto, "TCP" | "UDP" | "SCTP")
+            {
                 errs.unsupported(
-                    &format!("{at}.imagePullPolicy"),
-                    policy,
-                    &["Always", "IfNotPresent", "Never"],
+                    &format!("{at}.ports[{j}].protocol"),
+                    proto,
+                    &["SCTP", "TCP", "UDP"],
                 );
             }
+        }
+        if let Some(policy) = c.get("imagePullPolicy").and_then(Value::as_str)
+            && !matches!(policy, "Always" | "IfNotPresent" | "Never")
+        {
+            errs.unsupported(
+                &format!("{at}.imagePullPolicy"),
+                policy,
+                &["Always", "IfNotPresent", "Never"],
+            );
         }
     }
 }
@@ -81,26 +81,26 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
     if let Some(init) = spec.get("initContainers").and_then(Value::as_array) {
         validate_containers(init, &format!("{path}.initContainers"), errs, &mut seen);
     }
-    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
-        if !matches!(policy, "Always" | "OnFailure" | "Never") {
-            errs.unsupported(
-                &format!("{path}.restartPolicy"),
-                policy,
-                &["Always", "OnFailure", "Never"],
-            );
-        }
+    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str)
+        && !matches!(policy, "Always" | "OnFailure" | "Never")
+    {
+        errs.unsupported(
+            &format!("{path}.restartPolicy"),
+            policy,
+            &["Always", "OnFailure", "Never"],
+        );
     }
-    if let Some(policy) = spec.get("dnsPolicy").and_then(Value::as_str) {
-        if !matches!(
+    if let Some(policy) = spec.get("dnsPolicy").and_then(Value::as_str)
+        && !matches!(
             policy,
             "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None"
-        ) {
-            errs.unsupported(
-                &format!("{path}.dnsPolicy"),
-                policy,
-                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
-            );
-        }
+        )
+    {
+        errs.unsupported(
+            &format!("{path}.dnsPolicy"),
+            policy,
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        );
     }
     let mut volumes = HashSet::new();
     for (i, v) in spec
@@ -125,14 +125,13 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
     if let Some(g) = spec
         .get("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
+        && g < 0
     {
-        if g < 0 {
-            errs.invalid(
-                &format!("{path}.terminationGracePeriodSeconds"),
-                &json!(g),
-                "must be greater than or equal to 0",
-            );
-        }
+        errs.invalid(
+            &format!("{path}.terminationGracePeriodSeconds"),
+            &json!(g),
+            "must be greater than or equal to 0",
+        );
     }
 }
 
@@ -173,10 +172,10 @@ pub fn validate_pod_update(old: &Value, new: &Value, errs: &mut Errors) {
             }
         }
     }
-    if allowed.get("nodeName").is_none() {
-        if let Some(n) = new_spec.get("nodeName") {
-            allowed["nodeName"] = n.clone();
-        }
+    if allowed.get("nodeName").is_none()
+        && let Some(n) = new_spec.get("nodeName")
+    {
+        allowed["nodeName"] = n.clone();
     }
     if &allowed != new_spec {
         errs.forbidden("spec", POD_UPDATE_MSG);

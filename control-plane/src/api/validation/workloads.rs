@@ -46,10 +46,10 @@ fn template_matches_selector(obj: &Value, errs: &mut Errors) {
 /// Deployments, ReplicaSets, StatefulSets, DaemonSets.
 pub fn validate_workload(obj: &Value, errs: &mut Errors) {
     template_matches_selector(obj, errs);
-    if let Some(r) = obj.pointer("/spec/replicas") {
-        if r.as_i64().is_none_or(|n| n < 0) {
-            errs.invalid("spec.replicas", r, "must be greater than or equal to 0");
-        }
+    if let Some(r) = obj.pointer("/spec/replicas")
+        && r.as_i64().is_none_or(|n| n < 0)
+    {
+        errs.invalid("spec.replicas", r, "must be greater than or equal to 0");
     }
     validate_pod_spec(
         obj.pointer("/spec/template/spec").unwrap_or(&Value::Null),
@@ -59,10 +59,9 @@ pub fn validate_workload(obj: &Value, errs: &mut Errors) {
     if let Some(policy) = obj
         .pointer("/spec/template/spec/restartPolicy")
         .and_then(Value::as_str)
+        && policy != "Always"
     {
-        if policy != "Always" {
-            errs.unsupported("spec.template.spec.restartPolicy", policy, &["Always"]);
-        }
+        errs.unsupported("spec.template.spec.restartPolicy", policy, &["Always"]);
     }
 }
 
@@ -84,14 +83,14 @@ pub fn validate_job(obj: &Value, errs: &mut Errors) {
         ),
     }
     for field in ["parallelism", "completions", "backoffLimit"] {
-        if let Some(v) = obj.pointer(&format!("/spec/{field}")) {
-            if v.as_i64().is_none_or(|n| n < 0) {
-                errs.invalid(
-                    &format!("spec.{field}"),
-                    v,
-                    "must be greater than or equal to 0",
-                );
-            }
+        if let Some(v) = obj.pointer(&format!("/spec/{field}"))
+            && v.as_i64().is_none_or(|n| n < 0)
+        {
+            errs.invalid(
+                &format!("spec.{field}"),
+                v,
+                "must be greater than or equal to 0",
+            );
         }
     }
 }
@@ -172,14 +171,16 @@ pub fn validate_service(obj: &Value, errs: &mut Errors) {
             }
         }
     }
-    if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str) {
-        if !ip.is_empty() && ip != "None" && ip.parse::<std::net::IpAddr>().is_err() {
-            errs.invalid(
-                "spec.clusterIPs[0]",
-                &json!(ip),
-                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-            );
-        }
+    if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str)
+        && !ip.is_empty()
+        && ip != "None"
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        errs.invalid(
+            "spec.clusterIPs[0]",
+            &json!(ip),
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        );
     }
 }
 
