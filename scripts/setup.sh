@@ -5,7 +5,9 @@
 #
 #   - rustup targets wasm32-wasip1 and wasm32-wasip2 (to rebuild samples/);
 #   - Debian packages: runc (OCI containers), etcd-server (the etcd the
-#     store benchmark compares with), docker-registry (a local OCI registry
+#     store benchmark compares with), protobuf-compiler and libprotobuf-dev
+#     (protoc and its well-known types, which the
+#     benchmark's etcd-client crate needs to build), docker-registry (a local OCI registry
 #     the pull tests start on loopback), python3-venv;
 #   - .venv/ — a project-local Python venv with the `kubernetes` client;
 #   - .tools/kubectl-1.20/kubectl — the old kubectl of Debian's
@@ -60,7 +62,7 @@ apt_update_once() {
 }
 
 missing_pkgs=()
-for pkg in runc etcd-server docker-registry python3-venv; do
+for pkg in runc etcd-server docker-registry python3-venv protobuf-compiler libprotobuf-dev; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
         missing_pkgs+=("$pkg")
     fi

@@ -1,5 +1,92 @@
-//! The `skiff` binary: flag parsing and wiring only (being written).
+//! The `skiff` binary: flag parsing and wiring only. `skiff up` runs the whole
+//! cluster in one process; `skiff server` and `skiff node` split it across
+//! machines; `skiff store` backs up and restores the state store; the other
+//! verbs are kubectl-like clients (see `cli`).
 
-#[allow(dead_code)] // until main() wires the client verbs (lead)
 mod cli;
-fn main() {}
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// skiff: a WebAssembly-first orchestrator that speaks the Kubernetes API.
+#[derive(Parser)]
+#[command(name = "skiff", version, about)]
+struct Args {
+    /// Log filter (tracing EnvFilter syntax), also read from SKIFF_LOG.
+    #[arg(long, global = true, env = "SKIFF_LOG", default_value = "info")]
+    log: String,
+    /// kubeconfig for the client verbs (default: $KUBECONFIG, then skiff up's).
+    #[arg(long, global = true)]
+    kubeconfig: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole cluster in this process: store, API server, scheduler, controllers and a node.
+    Up(commands::up::UpArgs),
+    /// Run a control-plane member: store, API server, scheduler and controllers.
+    Server(commands::server::ServerArgs),
+    /// Run a node agent that joins a cluster.
+    Node(commands::node::NodeArgs),
+    /// Back up and restore the state store.
+    Store {
+        #[command(subcommand)]
+        command: commands::store::StoreCommand,
+    },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let is_client = matches!(args.command, Command::Client(_));
+    init_tracing(&args.log, is_client);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Up(up) => commands::up::run(up).await,
+            Command::Server(server) => commands::server::run(server).await,
+            Command::Node(node) => commands::node::run(node).await,
+            Command::Store { command } => commands::store::run(command, args.kubeconfig).await,
+            Command::Client(client) => cli::run(client, args.kubeconfig).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // Client verbs' errors are already the one kubectl-style line.
+        Err(err) if is_client => {
+            eprintln!("{err}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; client verbs only print warnings so their output stays clean.
+fn init_tracing(filter: &str, is_client: bool) {
+    let filter = if is_client && filter == "info" {
+        "warn"
+    } else {
+        filter
+    };
+    let env_filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,7 +1,8 @@
 //! The cluster's key material: a CA generated at first start, the API
 //! server's certificate (SANs for every listen host), the bootstrap admin
-//! credentials (token and client certificate), the node bootstrap token and
-//! the ServiceAccount token signing key. Everything lives in
+//! credentials (token and client certificate), the node bootstrap token, the
+//! ServiceAccount token signing key and the key that encrypts Secrets at
+//! rest (`encryption.key`, used by `api::encryption`). Everything lives in
 //! `<data_dir>/pki/` (mode 0600) and is loaded again on restart.
 //!
 //! Token checking and RBAC live in `api::auth`; this module only makes and
@@ -62,9 +63,14 @@ pub struct ClusterCredentials {
     admin_key_pem: String,
     admin_token: String,
     node_bootstrap_token: String,
+    member_token: String,
     service_account_key_pkcs8: Arc<Vec<u8>>,
+    encryption_key: Arc<[u8; ENCRYPTION_KEY_LEN]>,
     tls: Arc<rustls::ServerConfig>,
 }
+
+/// Length of the at-rest encryption key (AES-256).
+pub const ENCRYPTION_KEY_LEN: usize = 32;
 
 impl std::fmt::Debug for ClusterCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,12 +150,14 @@ impl ClusterCredentials {
         let admin_token = load_or_create_text(&dir.join("admin.token"), random_token)?;
         let node_bootstrap_token =
             load_or_create_text(&dir.join("node-bootstrap.token"), bootstrap_token)?;
+        let member_token = load_or_create_text(&dir.join("member.token"), random_token)?;
         let sa_pem = load_or_create_text(&dir.join("sa.key"), || {
             KeyPair::generate()
                 .map(|k| k.serialize_pem())
                 .unwrap_or_default()
         })?;
         let sa_key = KeyPair::from_pem(&sa_pem).map_err(|e| malformed(&dir.join("sa.key"), e))?;
+        let encryption_key = load_or_create_encryption_key(&dir.join("encryption.key"))?;
 
         let tls = build_tls_config(&ca_cert_pem, &server.0, &server.1)?;
         Ok(ClusterCredentials {
@@ -162,8 +170,16 @@ impl ClusterCredentials {
             admin_key_pem: admin.1,
             admin_token,
             node_bootstrap_token,
+            member_token,
             service_account_key_pkcs8: Arc::new(sa_key.serialize_der()),
+            encryption_key: Arc::new(encryption_key),
         })
+    }
+
+    /// The secret control-plane members present to each other (Raft RPCs,
+    /// the join bundle); part of the join token.
+    pub fn member_token(&self) -> &str {
+        &self.member_token
     }
 
     /// The directory holding the key material (`<data_dir>/pki`).
@@ -212,6 +228,11 @@ impl ClusterCredentials {
     /// The ServiceAccount token signing key (ECDSA P-256, PKCS#8 DER).
     pub fn service_account_key_pkcs8(&self) -> &[u8] {
         &self.service_account_key_pkcs8
+    }
+
+    /// The AES-256-GCM key Secrets are encrypted with at rest (`pki/encryption.key`).
+    pub fn encryption_key(&self) -> &[u8; ENCRYPTION_KEY_LEN] {
+        &self.encryption_key
     }
 
     /// Issues a client certificate signed by the cluster CA: CN = `user`,
@@ -554,6 +575,26 @@ fn load_or_create_text(path: &Path, make: impl FnOnce() -> String) -> Result<Str
     }
     write_secret(path, text.as_bytes())?;
     Ok(text)
+}
+
+/// The at-rest encryption key, base64 in its file (as in an
+/// EncryptionConfiguration); a file that holds anything but 32 bytes is an
+/// error, never silently replaced, since the data it encrypted needs it.
+fn load_or_create_encryption_key(path: &Path) -> Result<[u8; ENCRYPTION_KEY_LEN], PkiError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = load_or_create_text(path, || {
+        let key: [u8; ENCRYPTION_KEY_LEN] = rand::thread_rng().r#gen();
+        b64.encode(key)
+    })?;
+    let bytes = b64
+        .decode(text.as_bytes())
+        .map_err(|e| malformed(path, e))?;
+    bytes.try_into().map_err(|bytes: Vec<u8>| {
+        malformed(
+            path,
+            format!("{} bytes, want {ENCRYPTION_KEY_LEN}", bytes.len()),
+        )
+    })
 }
 
 /// Writes a file readable only by its owner, atomically (temp file + rename).

@@ -15,3 +15,12 @@ mod watch;
 
 #[path = "api_server/limits.rs"]
 mod limits;
+
+#[path = "api_server/encryption.rs"]
+mod encryption;
+
+#[path = "api_server/audit.rs"]
+mod audit;
+
+#[path = "api_server/admission.rs"]
+mod admission;

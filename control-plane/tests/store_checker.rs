@@ -72,8 +72,7 @@ pub fn check(records: &[Record], history: &[(i64, String, u64)]) -> Result<(), S
             (Op::Get { key }, Outcome::Get { served_at, value }) => {
                 let expected = history
                     .iter()
-                    .filter(|(rev, k, _)| k == key && rev <= served_at)
-                    .last()
+                    .rfind(|(rev, k, _)| k == key && rev <= served_at)
                     .map(|(rev, _, v)| (*v, *rev));
                 if *value != expected {
                     return Err(format!(

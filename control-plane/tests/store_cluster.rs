@@ -140,10 +140,8 @@ fn leader(live: &Live) -> Option<u64> {
 fn pick(live: &Live, net: &Net, n: u64, probe: bool) -> Option<(u64, Store)> {
     let live = live.lock().unwrap();
     let cut = net.cut.lock().unwrap().clone();
-    if probe {
-        if let Some(id) = cut.iter().find(|id| live.contains_key(id)) {
-            return Some((*id, live[id].clone()));
-        }
+    if probe && let Some(id) = cut.iter().find(|id| live.contains_key(id)) {
+        return Some((*id, live[id].clone()));
     }
     let mut ids: Vec<u64> = live
         .keys()
@@ -184,7 +182,7 @@ async fn client(
         };
         let key = format!("/lin/k{}", i % 4);
         let invoke = t0.elapsed();
-        let (op, outcome) = if i % 2 == 0 {
+        let (op, outcome) = if i.is_multiple_of(2) {
             let value = seq.fetch_add(1, Ordering::Relaxed);
             let txn = Txn {
                 compares: vec![],

@@ -15,9 +15,9 @@ pub struct NodeConfig {
     pub name: String,
     /// Where pod directories, volumes and logs live.
     pub data_dir: PathBuf,
-    /// The pod CIDR pod IPs come from (default `10.42.0.0/24`).
+    /// The pod CIDR pod IPs come from (default `10.42.0.0/16`).
     pub pod_cidr: String,
-    /// `status.capacity.pods` (default 4096: wasm pods are cheap).
+    /// `status.capacity.pods` (default 16384: wasm pods are cheap).
     pub max_pods: u32,
     /// How often the node Lease is renewed (default 10 s).
     pub lease_interval: Duration,
@@ -72,8 +72,8 @@ impl NodeConfig {
         NodeConfig {
             name: name.into(),
             data_dir: data_dir.into(),
-            pod_cidr: "10.42.0.0/24".to_string(),
-            max_pods: 4096,
+            pod_cidr: "10.42.0.0/16".to_string(),
+            max_pods: 16384,
             lease_interval: Duration::from_secs(10),
             lease_duration: Duration::from_secs(40),
             status_interval: Duration::from_secs(10),

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod pods;
 pub mod runtime;
 pub mod runtime_wasm;
+pub mod server;
 
 pub use agent::run;
 pub use config::NodeConfig;

@@ -71,6 +71,10 @@ fn engine_config(config: &WasmRuntimeConfig, pooling: bool) -> Config {
         p.total_tables(n.saturating_mul(4));
         p.total_stacks(n);
         p.max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+        // Each pool slot reserves this much address space: sized to the
+        // largest memory, not wasmtime's 4 GiB default, so thousands of
+        // slots fit in the address space.
+        c.memory_reservation(config.max_memory_bytes);
         p.max_memories_per_component(4);
         p.max_core_instances_per_component(16);
         p.max_tables_per_component(16);

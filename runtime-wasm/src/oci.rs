@@ -56,8 +56,7 @@ pub(crate) async fn resolve(
 
     ensure_crypto_provider();
     let registry = reference.registry().to_string();
-    let plain_http =
-        is_loopback_registry(&registry) || insecure_registries.contains(&registry);
+    let plain_http = is_loopback_registry(&registry) || insecure_registries.contains(&registry);
     let config = ClientConfig {
         protocol: if plain_http {
             ClientProtocol::HttpsExcept(vec![

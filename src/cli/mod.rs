@@ -71,6 +71,12 @@ pub async fn run(cmd: ClientCommand, kubeconfig: Option<PathBuf>) -> anyhow::Res
     result.map_err(|e| anyhow::anyhow!(error::one_line(&e)))
 }
 
+/// A client for the cluster of `kubeconfig` (same lookup as the verbs), for
+/// commands outside this module that talk to the API.
+pub async fn connect(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
+    Ok(Ctx::connect(kubeconfig).await?.client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,26 +16,55 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// The deepest nesting accepted in a request object.
 const MAX_DEPTH: usize = 100;
 
+/// How much of an oversized body is read and thrown away before the 413 is
+/// sent, so a client still writing it sees the answer instead of a reset
+/// connection; past this (or [`DRAIN_TIME`]) the connection is just closed.
+const DRAIN_LIMIT: usize = 4 * MAX_BODY;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads the whole body, refusing more than [`MAX_BODY`] bytes with 413.
+/// Memory stays bounded by the limit, also for bodies without a length.
 pub async fn read(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY) {
+        drain(body, declared.unwrap_or(0)).await;
         return Err(ApiError::RequestEntityTooLarge { limit: MAX_BODY });
     }
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::RequestEntityTooLarge { limit: MAX_BODY })
+    let mut body = body;
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("reading request body: {e}")))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if buffer.len() + chunk.len() > MAX_BODY {
+            drain(body, 0).await;
+            return Err(ApiError::RequestEntityTooLarge { limit: MAX_BODY });
         }
-        Err(e) => Err(ApiError::BadRequest(format!("reading request body: {e}"))),
+        buffer.extend_from_slice(&chunk);
     }
+    Ok(buffer.freeze())
+}
+
+/// Discards the rest of an oversized body (bounded in bytes and time).
+async fn drain(mut body: Body, declared: usize) {
+    if declared > DRAIN_LIMIT {
+        return;
+    }
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_LIMIT {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// The media type of the request (`application/json`, without parameters).

@@ -27,15 +27,38 @@ pub enum ApiError {
     /// `message` is the full Kubernetes sentence, e.g.
     /// `pods is forbidden: User "x" cannot list resource "pods" in API group "" in the namespace "default"`.
     #[error("{message}")]
-    Forbidden { message: String, group: String, kind: String, name: String },
+    Forbidden {
+        message: String,
+        group: String,
+        kind: String,
+        name: String,
+    },
     #[error("{kind}{} \"{name}\" not found", group_suffix(group))]
-    NotFound { group: String, kind: String, name: String },
+    NotFound {
+        group: String,
+        kind: String,
+        name: String,
+    },
     #[error("{kind}{} \"{name}\" already exists", group_suffix(group))]
-    AlreadyExists { group: String, kind: String, name: String },
+    AlreadyExists {
+        group: String,
+        kind: String,
+        name: String,
+    },
     #[error("{message}")]
-    Conflict { group: String, kind: String, name: String, message: String },
+    Conflict {
+        group: String,
+        kind: String,
+        name: String,
+        message: String,
+    },
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
-    Invalid { group: String, kind: String, name: String, causes: Vec<StatusCause> },
+    Invalid {
+        group: String,
+        kind: String,
+        name: String,
+        causes: Vec<StatusCause>,
+    },
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
@@ -57,7 +80,11 @@ pub enum ApiError {
 }
 
 fn group_suffix(group: &str) -> String {
-    if group.is_empty() { String::new() } else { format!(".{group}") }
+    if group.is_empty() {
+        String::new()
+    } else {
+        format!(".{group}")
+    }
 }
 
 impl ApiError {
@@ -73,12 +100,18 @@ impl ApiError {
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
             ApiError::Gone(_) => (StatusCode::GONE, "Expired"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
-            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
-            ApiError::RequestEntityTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            ApiError::RequestEntityTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
+            }
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
-            ApiError::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            ApiError::ServiceUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -98,13 +131,18 @@ impl ApiError {
         let details = match self {
             ApiError::NotFound { group, kind, name }
             | ApiError::AlreadyExists { group, kind, name }
-            | ApiError::Conflict { group, kind, name, .. }
-            | ApiError::Forbidden { group, kind, name, .. } => {
-                Some(json!({ "name": name, "group": group, "kind": kind }))
+            | ApiError::Conflict {
+                group, kind, name, ..
             }
-            ApiError::Invalid { group, kind, name, causes } => {
-                Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes }))
-            }
+            | ApiError::Forbidden {
+                group, kind, name, ..
+            } => Some(json!({ "name": name, "group": group, "kind": kind })),
+            ApiError::Invalid {
+                group,
+                kind,
+                name,
+                causes,
+            } => Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes })),
             _ => None,
         };
         if let Some(details) = details {
@@ -119,9 +157,10 @@ impl IntoResponse for ApiError {
         let (code, _) = self.code_and_reason();
         let mut response = (code, axum::Json(self.to_status())).into_response();
         if code == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -132,17 +171,31 @@ impl From<StoreError> for ApiError {
     /// Conflict/NotFound/AlreadyExists themselves to name it.
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Compacted { .. } | StoreError::WatchLagged { .. } => ApiError::Gone(err.to_string()),
-            StoreError::FutureRevision { .. } => ApiError::Timeout(format!("Too large resource version: {err}")),
-            StoreError::Unavailable(_) | StoreError::Shutdown => ApiError::ServiceUnavailable(err.to_string()),
+            StoreError::Compacted { .. } | StoreError::WatchLagged { .. } => {
+                ApiError::Gone(err.to_string())
+            }
+            StoreError::FutureRevision { .. } => {
+                ApiError::Timeout(format!("Too large resource version: {err}"))
+            }
+            StoreError::Unavailable(_) | StoreError::Shutdown => {
+                ApiError::ServiceUnavailable(err.to_string())
+            }
             StoreError::Conflict { ref key, .. } => ApiError::Conflict {
                 group: String::new(),
                 kind: String::new(),
                 name: key.clone(),
                 message: err.to_string(),
             },
-            StoreError::AlreadyExists { key } => ApiError::AlreadyExists { group: String::new(), kind: String::new(), name: key },
-            StoreError::NotFound { key } => ApiError::NotFound { group: String::new(), kind: String::new(), name: key },
+            StoreError::AlreadyExists { key } => ApiError::AlreadyExists {
+                group: String::new(),
+                kind: String::new(),
+                name: key,
+            },
+            StoreError::NotFound { key } => ApiError::NotFound {
+                group: String::new(),
+                kind: String::new(),
+                name: key,
+            },
             StoreError::Storage(_) => ApiError::Internal(err.to_string()),
         }
     }

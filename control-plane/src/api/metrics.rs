@@ -76,7 +76,7 @@ async fn nodes(ctx: &Ctx) -> Result<Vec<Value>, ApiError> {
     range
         .kvs
         .iter()
-        .map(|kv| objects::decode(info, kv))
+        .map(|kv| objects::decode(&ctx.state.store, info, kv))
         .collect()
 }
 

@@ -1,19 +1,23 @@
 //! The Kubernetes API server: REST over axum in front of the store.
 //! Request pipeline: TLS → authentication (`auth`) → authorization (`auth`,
-//! RBAC) → admission → store. Handlers stay thin: parse, call a domain
-//! function, map the typed error to a `Status` (see `error`).
+//! RBAC) → admission → store (Secrets encrypted at rest, `encryption`), with
+//! an audit record of every request (`audit`). Handlers stay thin: parse,
+//! call a domain function, map the typed error to a `Status` (see `error`).
 
 pub mod auth;
 mod error;
 mod request;
 
+mod admission;
 mod admission_hooks;
 mod alloc;
+mod audit;
 mod body;
 mod bootstrap;
 mod convert;
 mod defaults;
 mod discovery;
+mod encryption;
 mod handlers;
 mod lifecycle;
 mod meta;

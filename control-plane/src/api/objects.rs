@@ -1,14 +1,50 @@
 //! Objects in the store: keys, encoding (storage version, resourceVersion
-//! from the revision) and guarded writes as single transactions, with store
-//! errors mapped to Kubernetes errors that name the object. Handlers reach
-//! the store only through here.
+//! from the revision, encryption at rest) and guarded writes as single
+//! transactions, with store errors mapped to Kubernetes errors that name the
+//! object. Handlers reach the store only through here: [`ObjectStore`] is
+//! the one place object values become store bytes ([`put`]) and store bytes
+//! become objects ([`decode`], [`decode_at`]).
+
+use std::ops::Deref;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::encryption::Encryption;
 use super::error::ApiError;
 use super::registry::ResourceInfo;
 use super::{convert, meta};
 use crate::store::{Compare, KeyValue, Revision, Store, StoreError, Txn, TxnOp};
+
+/// The store as the API server sees it: object values are sealed (see
+/// `encryption`) on their way in and opened on their way out.
+///
+/// It derefs to the raw [`Store`] for ranges, watches, revisions and
+/// non-object keys such as IP reservations; object values read that way
+/// must go through [`decode`] or [`decode_at`].
+#[derive(Clone)]
+pub struct ObjectStore {
+    store: Store,
+    encryption: Arc<Encryption>,
+}
+
+impl ObjectStore {
+    /// `store` with values of encrypted resources sealed by `encryption`.
+    pub fn new(store: Store, encryption: Encryption) -> ObjectStore {
+        ObjectStore {
+            store,
+            encryption: Arc::new(encryption),
+        }
+    }
+}
+
+impl Deref for ObjectStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
 
 /// An object as read from the store, with its revision.
 #[derive(Debug, Clone)]
@@ -64,12 +100,24 @@ pub fn key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<S
 }
 
 /// Decodes a stored value into the served version with its resourceVersion.
-pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
-    decode_at(info, &kv.value, kv.mod_revision)
+pub fn decode(store: &ObjectStore, info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
+    decode_at(store, info, kv, kv.mod_revision)
 }
 
-/// Decodes stored bytes, stamping `revision` as the resourceVersion.
-pub fn decode_at(info: &ResourceInfo, bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
+/// Decodes a stored value, stamping `revision` as the resourceVersion (a
+/// deleted or previous value shown at the revision that replaced it).
+pub fn decode_at(
+    store: &ObjectStore,
+    info: &ResourceInfo,
+    kv: &KeyValue,
+    revision: Revision,
+) -> Result<Value, ApiError> {
+    let plain = store.encryption.open(&kv.key, &kv.value)?;
+    decode_json(info, &plain, revision)
+}
+
+/// Decodes an object's plaintext JSON, stamping `revision` as the resourceVersion.
+fn decode_json(info: &ResourceInfo, bytes: &[u8], revision: Revision) -> Result<Value, ApiError> {
     let obj: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Internal(format!("stored {} object is not JSON: {e}", info.kind)))?;
     let mut obj = convert::from_storage(info, obj);
@@ -77,8 +125,8 @@ pub fn decode_at(info: &ResourceInfo, bytes: &[u8], revision: Revision) -> Resul
     Ok(obj)
 }
 
-/// Encodes an object for the store (storage version, no resourceVersion).
-pub fn encode(info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>, ApiError> {
+/// Encodes an object as plaintext JSON (storage version, no resourceVersion).
+fn encode(info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>, ApiError> {
     let mut obj = convert::to_storage(info, obj.clone());
     meta::metadata_mut(&mut obj).remove("resourceVersion");
     serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", info.kind)))
@@ -95,7 +143,7 @@ fn store_error(info: &ResourceInfo, name: &str, err: StoreError) -> ApiError {
 
 /// Reads one object; None when absent.
 pub async fn try_get(
-    store: &Store,
+    store: &ObjectStore,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
@@ -107,7 +155,7 @@ pub async fn try_get(
         .map_err(|e| store_error(info, name, e))?
     {
         Some(kv) => Ok(Some(Stored {
-            obj: decode(info, &kv)?,
+            obj: decode(store, info, &kv)?,
             mod_revision: kv.mod_revision,
         })),
         None => Ok(None),
@@ -116,7 +164,7 @@ pub async fn try_get(
 
 /// Reads one object; NotFound when absent.
 pub async fn get(
-    store: &Store,
+    store: &ObjectStore,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
@@ -136,7 +184,7 @@ pub struct SideEffects {
 /// Writes `obj` at `name`: create when `expected` is 0, else replace the
 /// object at revision `expected`. Returns the object as stored.
 pub async fn put(
-    store: &Store,
+    store: &ObjectStore,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
@@ -146,6 +194,7 @@ pub async fn put(
 ) -> Result<Value, ApiError> {
     let key = key(info, ns, name)?;
     let bytes = encode(info, obj)?;
+    let sealed = store.encryption.seal(info, &key, bytes.clone())?;
     let mut compares = vec![Compare::ModRevision {
         key: key.clone(),
         equals: expected,
@@ -153,7 +202,7 @@ pub async fn put(
     compares.extend(side.compares);
     let mut success = vec![TxnOp::Put {
         key: key.clone(),
-        value: bytes.clone(),
+        value: sealed,
     }];
     success.extend(side.ops);
     let resp = store
@@ -167,13 +216,13 @@ pub async fn put(
     if !resp.succeeded {
         return Err(classify_failure(store, info, &key, name, expected).await);
     }
-    decode_at(info, &bytes, resp.revision)
+    decode_json(info, &bytes, resp.revision)
 }
 
 /// Deletes the object at revision `expected`; returns the last value with
 /// the delete's revision as its resourceVersion.
 pub async fn delete(
-    store: &Store,
+    store: &ObjectStore,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
@@ -200,13 +249,13 @@ pub async fn delete(
         return Err(classify_failure(store, info, &key, name, expected).await);
     }
     match resp.prev.first().cloned().flatten() {
-        Some(prev) => decode_at(info, &prev.value, resp.revision),
+        Some(prev) => decode_at(store, info, &prev, resp.revision),
         None => Err(not_found(info, name)),
     }
 }
 
 async fn classify_failure(
-    store: &Store,
+    store: &ObjectStore,
     info: &ResourceInfo,
     key: &str,
     name: &str,
@@ -234,7 +283,7 @@ mod tests {
         let stored: Value = serde_json::from_slice(&bytes).unwrap();
         assert!(stored["metadata"].get("resourceVersion").is_none());
         assert_eq!(stored["kind"], "Pod");
-        let back = decode_at(pods, &bytes, 12).unwrap();
+        let back = decode_json(pods, &bytes, 12).unwrap();
         assert_eq!(back["metadata"]["resourceVersion"], "12");
     }
 

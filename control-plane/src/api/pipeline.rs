@@ -1,7 +1,9 @@
 //! The request pipeline in front of every authenticated route: a tracing
 //! span per request (request id, verb, resource, ns/name), authentication,
-//! authorization, and an audit record of the outcome.
+//! authorization, and an audit record of the outcome (`audit`), refused
+//! requests included.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -10,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
 use tracing::Instrument as _;
 
+use super::audit;
 use super::error::ApiError;
 use super::path::{self, ApiPath};
 use super::query::Query;
@@ -19,6 +22,10 @@ use super::state::SharedState;
 /// The DER client certificate the TLS handshake verified, if any.
 #[derive(Clone, Default)]
 pub struct ClientCert(pub Option<Arc<Vec<u8>>>);
+
+/// The address of the client at the other end of the connection.
+#[derive(Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// The RBAC attributes of a request.
 pub fn attributes(method: &http::Method, uri: &http::Uri) -> RequestAttributes {
@@ -53,8 +60,11 @@ pub async fn authenticate_and_authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let received = chrono::Utc::now();
     let id = uuid::Uuid::new_v4().to_string();
     let attrs = attributes(req.method(), req.uri());
+    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let mut event = audit::Event::new(&id, req.uri(), req.headers(), &attrs, peer, received);
     let object = match (&attrs.namespace, &attrs.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         (None, Some(n)) => n.clone(),
@@ -74,22 +84,31 @@ pub async fn authenticate_and_authorize(
             .await
         {
             Ok(Some(user)) => user,
-            Ok(None) => return finish(ApiError::Unauthorized.into_response(), &id),
-            Err(e) => return finish(e.into_response(), &id),
+            Ok(None) => {
+                event.set_anonymous();
+                return refuse(&state, event, ApiError::Unauthorized, &id);
+            }
+            Err(e) => return refuse(&state, event, e, &id),
         };
-        let user = match impersonate(&state, user, req.headers()).await {
+        event.set_user(&user);
+        let user = match impersonate(&state, user.clone(), req.headers()).await {
+            Ok(as_user) if as_user != user => {
+                event.set_impersonated(&as_user);
+                as_user
+            }
             Ok(user) => user,
-            Err(e) => return finish(e.into_response(), &id),
+            Err(e) => return refuse(&state, event, e, &id),
         };
         if let Err(e) = state.authorizer.authorize(&user, &attrs).await {
             tracing::debug!(user = %user.username, error = %e, "request forbidden");
-            return finish(e.into_response(), &id);
+            return refuse(&state, event, e, &id);
         }
+        event.set_allowed();
         req.extensions_mut().insert(user.clone());
         req.extensions_mut().insert(attrs.clone());
         let resp = next.run(req).await;
         tracing::debug!(user = %user.username, status = resp.status().as_u16(), "request served");
-        finish(resp, &id)
+        finish(&state, resp, event, &id)
     }
     .instrument(span)
     .await
@@ -153,11 +172,18 @@ async fn impersonate(
     Ok(as_user)
 }
 
-fn finish(mut resp: Response, id: &str) -> Response {
+/// Answers a request the pipeline refused, recording the refusal.
+fn refuse(state: &SharedState, mut event: audit::Event, err: ApiError, id: &str) -> Response {
+    event.set_refused(&err);
+    finish(state, err.into_response(), event, id)
+}
+
+/// Sets the `audit-id` header; the audit event is sent when the body is done.
+fn finish(state: &SharedState, mut resp: Response, event: audit::Event, id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(id) {
         resp.headers_mut().insert("audit-id", v);
     }
-    resp
+    state.audit.on_complete(resp, event)
 }
 
 #[cfg(test)]

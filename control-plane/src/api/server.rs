@@ -1,7 +1,8 @@
 //! The API server's entry point: binds the port, loads the cluster
 //! credentials, serves HTTP/1.1 and HTTP/2 over TLS (hyper-util auto, with
 //! upgrades for exec/port-forward), mounts the store's Raft RPCs under
-//! `/internal/raft`, the health endpoints, and the authenticated API.
+//! `/internal/raft`, the health endpoints, and the authenticated API (with
+//! Secrets encrypted at rest and an audit log of every request).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,9 +23,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::audit::{self, AuditLog};
 use super::auth::{Authenticator, Authorizer};
+use super::encryption::Encryption;
 use super::error::ApiError;
-use super::pipeline::{self, ClientCert};
+use super::objects::ObjectStore;
+use super::pipeline::{self, ClientCert, PeerAddr};
 use super::state::{ApiState, SharedState, http_client};
 use super::{body, bootstrap, discovery, handlers, openapi};
 use crate::pki::ClusterCredentials;
@@ -35,10 +39,14 @@ use crate::store::Store;
 pub struct ApiConfig {
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Directory for the cluster credentials (`<data_dir>/pki`).
+    /// Directory for the cluster credentials (`<data_dir>/pki`, including
+    /// the key Secrets are encrypted with at rest) and the audit log.
     pub data_dir: PathBuf,
     /// Extra host names or IPs the server certificate must carry.
     pub san_hosts: Vec<String>,
+    /// The audit log file (JSON lines, rotated at 100 MiB, 3 kept);
+    /// `None` is `<data_dir>/audit.log`.
+    pub audit_log: Option<PathBuf>,
     /// Cancel to stop the server.
     pub shutdown: CancellationToken,
 }
@@ -59,7 +67,8 @@ pub struct ApiHandle {
 }
 
 impl ApiHandle {
-    /// Waits until the server has stopped (after its shutdown token was cancelled).
+    /// Waits until the server has stopped (after its shutdown token was
+    /// cancelled) and the audit log has what was queued for it.
     pub async fn stopped(self) {
         let _ = self.task.await;
     }
@@ -91,20 +100,31 @@ pub async fn start(config: ApiConfig, store: Store) -> Result<ApiHandle, ApiErro
     let credentials = ClusterCredentials::load_or_create(&config.data_dir, &sans)
         .map_err(|e| ApiError::Internal(format!("cluster credentials: {e}")))?;
     let url = format!("https://{host}:{}", local_addr.port());
+    let encryption = Encryption::new(credentials.encryption_key())?;
     let authenticator = Authenticator::new(&credentials)?.with_store(store.clone());
     let authorizer = Authorizer::start(store.clone(), config.shutdown.clone()).await?;
+    let audit_path = config
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(audit::DEFAULT_FILE));
+    let (audit, audit_writer) = AuditLog::start(&audit_path, audit::Limits::default())?;
     let state: SharedState = Arc::new(ApiState {
-        store: store.clone(),
+        store: ObjectStore::new(store.clone(), encryption),
         authenticator,
         authorizer,
+        audit,
         shutdown: config.shutdown.clone(),
         server_address: format!("{host}:{}", local_addr.port()),
         http: http_client(),
     });
     bootstrap::ensure_defaults(&state, local_addr).await;
-    let router = router(state.clone(), store.router());
+    let router = router(state.clone(), store.router()).merge(join_routes(credentials.clone()));
     let tls = tokio_rustls::TlsAcceptor::from(credentials.server_tls_config());
-    let task = tokio::spawn(serve(listener, tls, router, config.shutdown.clone()));
+    let serving = serve(listener, tls, router, config.shutdown.clone());
+    let task = tokio::spawn(async move {
+        serving.await;
+        audit_writer.finished(Duration::from_secs(5)).await;
+    });
     tracing::info!(%url, "API server listening");
     Ok(ApiHandle {
         local_addr,
@@ -124,6 +144,7 @@ fn router(state: SharedState, raft: Router) -> Router {
             get(|| async { body::ok(&openapi::v3_index()) }),
         )
         .route("/openapi/v3/{*path}", get(openapi_v3))
+        .route("/skiff/v1/store/snapshot", get(store_snapshot))
         .route("/api", any(handlers::dispatch))
         .route("/api/{*rest}", any(handlers::dispatch))
         .route("/apis", any(handlers::dispatch))
@@ -152,6 +173,62 @@ fn router(state: SharedState, raft: Router) -> Router {
         .with_state(state)
         .nest_service("/internal/raft", raft)
         .merge(authed)
+}
+
+/// A backup of the store (what `skiff store snapshot save` writes), like
+/// etcd's snapshot RPC: a linearizable read saved to a checksummed file.
+/// RBAC sees it as the non-resource URL, so only admins may take one.
+async fn store_snapshot(State(state): State<SharedState>) -> Response {
+    let path = std::env::temp_dir().join(format!("skiff-snapshot-{}", uuid::Uuid::new_v4()));
+    let saved = state.store.save_snapshot(&path).await;
+    let result = match saved {
+        Ok(revision) => tokio::fs::read(&path)
+            .await
+            .map(|bytes| (revision, bytes))
+            .map_err(|e| ApiError::Internal(format!("reading the snapshot: {e}"))),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    match result {
+        Ok((revision, bytes)) => {
+            let mut response = bytes.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&revision.to_string()) {
+                headers.insert("x-skiff-revision", value);
+            }
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What a joining control-plane member fetches (see `crate::join`): the CA
+/// (public, unauthenticated) and the shared key material (member secret).
+fn join_routes(credentials: ClusterCredentials) -> Router {
+    let ca = credentials.ca_cert_pem().to_string();
+    Router::new()
+        .route("/internal/cluster/ca", get(move || async move { ca }))
+        .route(
+            "/internal/cluster/bundle",
+            get(move |headers: HeaderMap| async move {
+                let presented = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                if !crate::join::bearer_matches(presented, credentials.member_token()) {
+                    return ApiError::Unauthorized.into_response();
+                }
+                match crate::join::Bundle::read(&credentials) {
+                    Ok(bundle) => axum::Json(bundle).into_response(),
+                    Err(e) => {
+                        ApiError::Internal(format!("reading the key material: {e}")).into_response()
+                    }
+                }
+            }),
+        )
 }
 
 async fn ready(State(state): State<SharedState>) -> Response {
@@ -248,6 +325,7 @@ async fn serve(
                 .map(|c| Arc::new(c.to_vec()));
             let svc = router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ClientCert(cert.clone()));
+                req.extensions_mut().insert(PeerAddr(peer));
                 req
             });
             let builder = auto::Builder::new(TokioExecutor::new());

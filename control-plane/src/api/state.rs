@@ -1,19 +1,23 @@
 //! The state every request handler shares: the store, the credentials, the
-//! authentication and authorization entry points, allocators and the
-//! shutdown signal. Built once by `server::start`.
+//! authentication and authorization entry points, the audit log, allocators
+//! and the shutdown signal. Built once by `server::start`.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::audit::AuditLog;
 use super::auth::{Authenticator, Authorizer};
-use crate::store::Store;
+use super::objects::ObjectStore;
 
 /// Shared, immutable-after-start state of the API server.
 pub struct ApiState {
-    pub store: Store,
+    /// The store, with Secrets encrypted at rest.
+    pub store: ObjectStore,
     pub authenticator: Authenticator,
     pub authorizer: Authorizer,
+    /// Where the pipeline records every request once its response is done.
+    pub audit: AuditLog,
     /// Cancelled when the server shuts down; long requests (watch) end then.
     pub shutdown: CancellationToken,
     /// `host:port` clients reach this server at.

@@ -78,12 +78,13 @@ fn translate(
     filter: &Filter,
     event: &WatchEvent,
 ) -> Result<Option<(&'static str, Value)>, ApiError> {
+    let store = &ctx.state.store;
     match event {
         WatchEvent::Put { kv, prev } => {
-            let cur = objects::decode(ctx.info, kv)?;
+            let cur = objects::decode(store, ctx.info, kv)?;
             let cur_ok = filter.matches(&cur);
             let old = match prev {
-                Some(p) => Some(objects::decode_at(ctx.info, &p.value, kv.mod_revision)?),
+                Some(p) => Some(objects::decode_at(store, ctx.info, p, kv.mod_revision)?),
                 None => None,
             };
             let old_ok = old.as_ref().is_some_and(|o| filter.matches(o));
@@ -95,7 +96,7 @@ fn translate(
             })
         }
         WatchEvent::Delete { prev, revision } => {
-            let old = objects::decode_at(ctx.info, &prev.value, *revision)?;
+            let old = objects::decode_at(store, ctx.info, prev, *revision)?;
             Ok(filter.matches(&old).then_some(("DELETED", old)))
         }
         WatchEvent::Progress { .. } => Ok(None),
@@ -241,7 +242,14 @@ async fn run(
                         }
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "skipping undecodable watch event"),
+                    Err(e) => {
+                        // As kube-apiserver: an object that cannot be read
+                        // (e.g. fails decryption) ends the watch with an
+                        // ERROR event rather than being skipped silently.
+                        tracing::warn!(error = %e, revision = event.revision(), "ending watch at an undecodable event");
+                        let _ = send(line("ERROR", &e.to_status(), &ctx, false)).await;
+                        return;
+                    }
                 }
             }
         }

@@ -212,7 +212,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
             let created = Arc::new(created);
             ctx.replica_sets
                 .cache()
-                .insert(ObjectKey::of(created.as_ref()), created.clone());
+                .write_through(ObjectKey::of(created.as_ref()), created.clone());
             rss.push(created.clone());
             acted = true;
             created
@@ -317,7 +317,7 @@ async fn scale(ctx: &Ctx, d: &Deployment, rs: &ReplicaSet, to: i32) -> Result<()
         .await;
     ctx.replica_sets
         .cache()
-        .insert(ObjectKey::of(&updated), Arc::new(updated));
+        .write_through(ObjectKey::of(&updated), Arc::new(updated));
     Ok(())
 }
 
@@ -624,7 +624,7 @@ async fn sync_status(
             .await?;
         ctx.deployments
             .cache()
-            .insert(ObjectKey::of(&written), Arc::new(written));
+            .write_through(ObjectKey::of(&written), Arc::new(written));
     }
     Ok(requeue.map_or(Action::AwaitChange, Action::RequeueAfter))
 }
@@ -634,12 +634,12 @@ fn keep_times(
     mut c: DeploymentCondition,
     prev: Option<DeploymentCondition>,
 ) -> DeploymentCondition {
-    if let Some(p) = prev {
-        if p.status == c.status {
-            c.last_transition_time = p.last_transition_time.clone();
-            if p.reason == c.reason && p.message == c.message {
-                c.last_update_time = p.last_update_time;
-            }
+    if let Some(p) = prev
+        && p.status == c.status
+    {
+        c.last_transition_time = p.last_transition_time.clone();
+        if p.reason == c.reason && p.message == c.message {
+            c.last_update_time = p.last_update_time;
         }
     }
     c
@@ -682,11 +682,13 @@ mod tests {
 
     #[test]
     fn template_hash_ignores_the_hash_label() {
-        let mut t = PodTemplateSpec::default();
-        t.metadata = Some(ObjectMeta {
-            labels: Some([("app".to_string(), "web".to_string())].into()),
+        let t = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         let h = template_hash(&t);
         let mut with = t.clone();
         with.metadata

@@ -3,16 +3,28 @@
 //! writing only through the API with resourceVersion preconditions. `run`
 //! elects a leader through a Lease and starts every controller.
 
+pub mod cron_schedule;
+pub mod cronjob;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 mod error;
+pub mod gc;
+pub mod job;
+pub mod job_indexes;
+pub mod job_plan;
+pub mod namespace;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -32,6 +44,9 @@ pub struct ControllersConfig {
     /// How long pods tolerate not-ready/unreachable nodes when they carry no
     /// toleration of their own (default 300 s, like DefaultTolerationSeconds).
     pub default_toleration_seconds: i64,
+    /// First wait before a Job replaces a failed pod, doubled per further
+    /// failure up to six minutes (default 10 s, as Kubernetes).
+    pub job_pod_failure_backoff: Duration,
     /// How often node heartbeats are checked.
     pub node_monitor_period: Duration,
     pub lease: LeaseConfig,
@@ -43,6 +58,7 @@ impl Default for ControllersConfig {
             workers: 2,
             node_monitor_grace_period: Duration::from_secs(40),
             default_toleration_seconds: 300,
+            job_pod_failure_backoff: Duration::from_secs(10),
             node_monitor_period: Duration::from_secs(5),
             lease: LeaseConfig::new("kube-controller-manager"),
         }
@@ -64,6 +80,9 @@ pub struct Ctx {
     pub service_accounts: Informer<ServiceAccount>,
     pub replica_sets: Informer<ReplicaSet>,
     pub deployments: Informer<Deployment>,
+    pub jobs: Informer<Job>,
+    pub cron_jobs: Informer<CronJob>,
+    pub heartbeats: node_lifecycle::Heartbeats,
 }
 
 impl Ctx {
@@ -91,6 +110,9 @@ impl Ctx {
             service_accounts: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             replica_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             deployments: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            jobs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            cron_jobs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            heartbeats: Default::default(),
             client,
             config,
         })
@@ -108,6 +130,8 @@ impl Ctx {
         self.service_accounts.wait_ready(shutdown).await;
         self.replica_sets.wait_ready(shutdown).await;
         self.deployments.wait_ready(shutdown).await;
+        self.jobs.wait_ready(shutdown).await;
+        self.cron_jobs.wait_ready(shutdown).await;
     }
 }
 
@@ -132,11 +156,20 @@ async fn run_leader(
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {
     let ctx = Ctx::start(client.clone(), config, &shutdown);
+    let gc = gc::GarbageCollector::start(client, &shutdown);
     // Subscribe every controller before the first list completes, then
     // enqueue everything once the caches are warm.
     let starts = vec![
         replicaset::start(&ctx, &shutdown),
         deployment::start(&ctx, &shutdown),
+        job::start(&ctx, &shutdown),
+        cronjob::start(&ctx, &shutdown),
+        endpoints::start(&ctx, &shutdown),
+        endpointslice::start(&ctx, &shutdown),
+        namespace::start(&ctx, &shutdown),
+        serviceaccount::start(&ctx, &shutdown),
+        node_lifecycle::start(&ctx, &shutdown),
+        gc::start(gc, &ctx, &shutdown),
     ];
     ctx.wait_ready(&shutdown).await;
     tracing::info!("controller manager caches synced; starting controllers");

@@ -97,7 +97,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                     let p = Arc::new(p);
                     ctx.pods
                         .cache()
-                        .insert(ObjectKey::of(p.as_ref()), p.clone());
+                        .write_through(ObjectKey::of(p.as_ref()), p.clone());
                     active.push(p);
                 }
                 Err(e) => {
@@ -134,7 +134,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                     gone.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
                     ctx.pods
                         .cache()
-                        .insert(ObjectKey::of(&gone), Arc::new(gone));
+                        .write_through(ObjectKey::of(&gone), Arc::new(gone));
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -212,6 +212,6 @@ async fn update_status(
         .await?;
     ctx.replica_sets
         .cache()
-        .insert(ObjectKey::of(&new), Arc::new(new));
+        .write_through(ObjectKey::of(&new), Arc::new(new));
     Ok(())
 }

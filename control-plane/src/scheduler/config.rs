@@ -78,10 +78,12 @@ impl SchedulerConfig {
 
     /// A config answering to one schedulerName only (a second scheduler).
     pub fn named(name: &str) -> Self {
-        let mut cfg = Self::default();
-        cfg.scheduler_names = vec![name.into()];
+        let mut cfg = Self {
+            scheduler_names: vec![name.into()],
+            lease: LeaseConfig::new(name),
+            ..Self::default()
+        };
         cfg.profile.scheduler_name = Some(name.into());
-        cfg.lease = LeaseConfig::new(name);
         cfg
     }
 

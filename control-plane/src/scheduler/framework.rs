@@ -206,7 +206,7 @@ pub fn schedule(
             ties = 1;
         } else if t == best {
             ties += 1;
-            if xorshift(&mut rng) % ties == 0 {
+            if xorshift(&mut rng).is_multiple_of(ties) {
                 chosen = i;
             }
         }

@@ -27,6 +27,7 @@ pub enum MembershipOp {
 }
 
 pub fn router(store: Store) -> Router {
+    let token = store.inner.options.peer_token.clone();
     Router::new()
         .route("/append", post(append))
         .route("/vote", post(vote))
@@ -34,6 +35,23 @@ pub fn router(store: Store) -> Router {
         .route("/write", post(write))
         .route("/read-index", post(read_index))
         .route("/membership", post(membership))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let token = token.clone();
+                async move {
+                    let presented = request
+                        .headers()
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    match &token {
+                        Some(secret) if !crate::join::bearer_matches(presented, secret) => {
+                            (StatusCode::UNAUTHORIZED, "member token required").into_response()
+                        }
+                        _ => next.run(request).await,
+                    }
+                }
+            },
+        ))
         .with_state(store)
 }
 

@@ -115,6 +115,8 @@ impl LogStore {
         self.shared.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    // openraft's StorageError is large; it is what the storage traits return.
+    #[allow(clippy::result_large_err)]
     fn send(&self, op: WriteOp) -> Result<(), StorageError> {
         let writer = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         let Some(writer) = writer.as_ref() else {
@@ -187,6 +189,8 @@ fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>) {
     }
 }
 
+// redb::Error is large; batches fail rarely and are not on a hot error path.
+#[allow(clippy::result_large_err)]
 fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {

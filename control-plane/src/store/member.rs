@@ -22,6 +22,9 @@ pub struct StoreOptions {
     pub transport: Option<Arc<dyn Transport>>,
     /// The cluster CA (PEM) that peers' https certificates chain to.
     pub peer_ca_pem: Option<String>,
+    /// The member secret: sent as a bearer token on every RPC to a peer and
+    /// required on every RPC received (None: no authentication, tests only).
+    pub peer_token: Option<String>,
     /// Join an existing cluster through this member URL instead of
     /// bootstrapping a new one (only used on a fresh data dir).
     pub join: Option<String>,
@@ -49,6 +52,7 @@ impl Default for StoreOptions {
         StoreOptions {
             transport: None,
             peer_ca_pem: None,
+            peer_token: None,
             join: None,
             watch_buffer: 4096,
             max_history: 20_000,
@@ -103,7 +107,10 @@ impl Store {
         );
         let transport = match &options.transport {
             Some(t) => t.clone(),
-            None => Arc::new(HttpTransport::new(options.peer_ca_pem.as_deref())?),
+            None => Arc::new(
+                HttpTransport::new(options.peer_ca_pem.as_deref())?
+                    .with_token(options.peer_token.clone()),
+            ),
         };
         let network = Network::new(transport.clone());
         let (log_handle, sm_handle) = (log.clone(), sm.clone());

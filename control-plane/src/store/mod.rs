@@ -274,10 +274,10 @@ impl Store {
                 Ok(_) => return Ok(()),
                 Err(RaftError::Fatal(e)) => return Err(fatal(&e)),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
-                        if self.read_barrier_via_leader(id, &node.addr).await? {
-                            return Ok(());
-                        }
+                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node)
+                        && self.read_barrier_via_leader(id, &node.addr).await?
+                    {
+                        return Ok(());
                     }
                 }
                 Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {}
@@ -308,10 +308,10 @@ impl Store {
                 Ok(response) => return Ok(response.data),
                 Err(RaftError::Fatal(e)) => return Err(fatal(&e)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
-                        if let Some(outcome) = self.forward_write(id, &node.addr, &command).await? {
-                            return Ok(outcome);
-                        }
+                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node)
+                        && let Some(outcome) = self.forward_write(id, &node.addr, &command).await?
+                    {
+                        return Ok(outcome);
                     }
                 }
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {

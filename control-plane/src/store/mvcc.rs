@@ -297,8 +297,12 @@ pub struct MvccImage {
     revision: Revision,
     compacted: Revision,
     kvs: Vec<KeyValue>,
-    history: Vec<(Revision, u64, Vec<(Option<KeyValue>, Option<KeyValue>)>)>,
+    history: Vec<HistoryEntry>,
 }
+
+/// One revision of the history window: its revision, its time, and each
+/// changed key's (previous, new) value.
+type HistoryEntry = (Revision, u64, Vec<(Option<KeyValue>, Option<KeyValue>)>);
 
 impl Mvcc {
     /// A serializable copy of the whole map, history included.

@@ -21,7 +21,11 @@ enum Step {
 }
 
 fn key(k: u8) -> String {
-    format!("/{}/{}", if k % 2 == 0 { "even" } else { "odd" }, k)
+    format!(
+        "/{}/{}",
+        if k.is_multiple_of(2) { "even" } else { "odd" },
+        k
+    )
 }
 
 fn step() -> impl Strategy<Value = Step> {

@@ -47,6 +47,7 @@ pub trait Transport: Send + Sync + 'static {
 /// The default transport: HTTP(S) POST with reqwest.
 pub struct HttpTransport {
     client: reqwest::Client,
+    token: Option<String>,
 }
 
 impl HttpTransport {
@@ -74,7 +75,16 @@ impl HttpTransport {
         let client = builder
             .build()
             .map_err(|e| StoreError::Storage(format!("peer client: {e}")))?;
-        Ok(HttpTransport { client })
+        Ok(HttpTransport {
+            client,
+            token: None,
+        })
+    }
+
+    /// Presents `token` (the member secret) as a bearer token on every call.
+    pub fn with_token(mut self, token: Option<String>) -> HttpTransport {
+        self.token = token;
+        self
     }
 }
 
@@ -89,21 +99,21 @@ impl Transport for HttpTransport {
         timeout: Duration,
     ) -> Result<Vec<u8>, TransportError> {
         let url = format!("{}/internal/raft/{path}", url.trim_end_matches('/'));
-        let response = self
+        let mut request = self
             .client
             .post(&url)
             .timeout(timeout)
-            .header("content-type", "application/octet-stream")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    TransportError::Unreachable(format!("{url}: {e}"))
-                } else {
-                    TransportError::NoAnswer(format!("{url}: {e}"))
-                }
-            })?;
+            .header("content-type", "application/octet-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.body(body).send().await.map_err(|e| {
+            if e.is_connect() {
+                TransportError::Unreachable(format!("{url}: {e}"))
+            } else {
+                TransportError::NoAnswer(format!("{url}: {e}"))
+            }
+        })?;
         if !response.status().is_success() {
             return Err(TransportError::NoAnswer(format!(
                 "{url}: HTTP {}",

@@ -308,7 +308,8 @@ async fn kubectl_apply_get_describe_patch_scale_delete() {
     });
     let mut seen = Vec::new();
     let mut created = false;
-    let found = eventually(20, "kubectl get -w to show the new configmap", || {
+    // `eventually` panics if the ADDED line never shows up.
+    eventually(20, "kubectl get -w to show the new configmap", || {
         while let Ok(line) = rx.try_recv() {
             seen.push(line);
         }
@@ -329,7 +330,6 @@ async fn kubectl_apply_get_describe_patch_scale_delete() {
         std::future::ready(hit.then_some(()))
     })
     .await;
-    let _ = found;
     let _ = watch.kill();
     let _ = watch.wait();
 
@@ -423,9 +423,18 @@ async fn kubectl_typed_commands_send_protobuf() {
         assert_eq!(String::from_utf8_lossy(&cannot.stdout).trim(), "no");
         let who = k.ok(&["auth", "whoami"]);
         assert!(who.contains("admin"), "{who}");
-        k.ok(&["delete", "ns", "default", "--dry-run=server"]);
-        let ns = k.ok(&["get", "ns", "default", "-o", "jsonpath={.status.phase}"]);
+        k.ok(&["create", "ns", "scratch"]);
+        k.ok(&["delete", "ns", "scratch", "--dry-run=server"]);
+        let ns = k.ok(&["get", "ns", "scratch", "-o", "jsonpath={.status.phase}"]);
         assert_eq!(ns, "Active");
+        // NamespaceLifecycle refuses deleting `default`, dry run or not.
+        let refused = k.run(&["delete", "ns", "default", "--dry-run=server"]);
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains(
+                r#"namespaces "default" is forbidden: this namespace may not be deleted"#
+            ),
+            "{refused:?}"
+        );
     });
     c.stop().await;
 }

@@ -42,6 +42,7 @@ impl Cluster {
             listen: listen.parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
             san_hosts: vec![],
+            audit_log: None,
             shutdown: shutdown.clone(),
         };
         let handle = start(config, store.clone()).await.expect("API starts");
@@ -128,10 +129,10 @@ impl Cluster {
                 buf.extend_from_slice(&data);
                 while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=pos).collect();
-                    if let Ok(v) = serde_json::from_slice(&line) {
-                        if tx.send(v).await.is_err() {
-                            return;
-                        }
+                    if let Ok(v) = serde_json::from_slice(&line)
+                        && tx.send(v).await.is_err()
+                    {
+                        return;
                     }
                 }
             }

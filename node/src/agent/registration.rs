@@ -315,7 +315,7 @@ mod tests {
         let cap = status.capacity.unwrap();
         assert_eq!(cap["cpu"].0, "4");
         assert_eq!(cap["memory"].0, format!("{}Ki", 8 * 1024 * 1024));
-        assert_eq!(cap["pods"].0, "4096");
+        assert_eq!(cap["pods"].0, "16384");
         assert_eq!(
             status
                 .daemon_endpoints

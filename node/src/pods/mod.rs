@@ -1,9 +1,22 @@
 //! Pods on this node: the watch that feeds one worker per pod (`manager.rs`),
-//! the per-pod state machine (`worker.rs`), and the pure pieces they use.
+//! the per-pod state machine (`worker.rs`, `containers.rs`, `terminate.rs`,
+//! `probes.rs`), what they share (`context.rs`, `table.rs`, `events.rs`),
+//! and the pure pieces (`state.rs`, `status.rs`, `env.rs`, `volumes.rs`, ...).
 
 pub mod backoff;
+mod containers;
+pub mod context;
 pub mod env;
+pub mod events;
+pub mod exec_module;
 pub mod ipam;
+pub mod manager;
+pub mod probes;
 pub mod resources;
 pub mod source;
+pub mod state;
+pub mod status;
+pub mod table;
+mod terminate;
 pub mod volumes;
+pub mod worker;

@@ -37,7 +37,7 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
     Some(value * factor)
 }
 
-fn get<'a>(map: Option<&'a BTreeMap<String, Quantity>>, key: &str) -> Option<f64> {
+fn get(map: Option<&BTreeMap<String, Quantity>>, key: &str) -> Option<f64> {
     map.and_then(|m| m.get(key))
         .and_then(|q| parse_quantity(&q.0))
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::registry::ResourceInfo;
 
-pub use pods::default_pod_spec;
+pub use pods::{default_pod_spec, qos_class};
 
 fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {
@@ -78,6 +78,7 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value, creating: bool) {
             }
         }
         ("", "Service") => default_service(obj),
+        ("", "LimitRange") => super::admission::default_limit_range(obj),
         ("", "PersistentVolumeClaim") => {
             if let Some(s) = obj_at(obj, &["spec"]) {
                 set_default(s, "volumeMode", json!("Filesystem"));

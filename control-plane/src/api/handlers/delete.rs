@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Ctx, list_objects};
 use crate::api::error::ApiError;
 use crate::api::objects::{self, SideEffects};
-use crate::api::{alloc, body, meta};
+use crate::api::{admission_hooks, alloc, body, meta};
 
 /// DeleteOptions from the body and query.
 #[derive(Debug, Default, Clone)]
@@ -105,6 +105,7 @@ pub async fn delete_object(
 ) -> Result<(StatusCode, Value), ApiError> {
     let info = ctx.info;
     let store = &ctx.state.store;
+    admission_hooks::admit_delete(ctx, name)?;
     for attempt in 0.. {
         let old = objects::get(store, info, ctx.ns(), name).await?;
         let uid = old
@@ -212,7 +213,12 @@ pub async fn delete_object(
         };
         match result {
             Err(ApiError::Conflict { .. }) if attempt < 8 => continue,
-            other => return other,
+            Ok((code, obj)) => {
+                let remaining = (code == StatusCode::ACCEPTED).then_some(&obj);
+                admission_hooks::written(ctx, Some(&old.obj), remaining).await;
+                return Ok((code, obj));
+            }
+            Err(e) => return Err(e),
         }
     }
     Err(ApiError::Internal("unreachable".into()))

@@ -159,7 +159,7 @@ async fn route(state: SharedState, req: Request) -> Result<Response, ApiError> {
         upgrade,
     };
     let watch = legacy_watch || ctx.query.flag("watch");
-    resource(ctx, body, watch).await
+    super::admission::with_warnings(resource(ctx, body, watch)).await
 }
 
 fn not_allowed(ctx: &Ctx) -> ApiError {

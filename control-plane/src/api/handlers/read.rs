@@ -108,7 +108,7 @@ pub async fn list_objects(ctx: &Ctx) -> Result<Listed, ApiError> {
         let n = resp.kvs.len();
         for (i, kv) in resp.kvs.iter().enumerate() {
             start_after = Some(kv.key.clone());
-            let obj = objects::decode(ctx.info, kv)?;
+            let obj = objects::decode(&ctx.state.store, ctx.info, kv)?;
             if labels.matches(&obj) && fields.matches(&obj) {
                 items.push(obj);
             }

@@ -237,7 +237,7 @@ async fn eviction(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
             })
             .await?;
         for kv in &range.kvs {
-            let pdb = objects::decode(pdbs, kv)?;
+            let pdb = objects::decode(&ctx.state.store, pdbs, kv)?;
             let sel =
                 LabelSelector::from_object(pdb.pointer("/spec/selector").unwrap_or(&Value::Null));
             if sel.is_empty() || !sel.matches(&pod.obj) {

@@ -45,7 +45,11 @@ pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
         }
         match objects::put(store, info, ctx.ns(), &name, &obj, 0, side).await {
             Err(e @ ApiError::AlreadyExists { .. }) if generated => last = Some(e),
-            other => return other,
+            Ok(created) => {
+                admission_hooks::written(ctx, None, Some(&created)).await;
+                return Ok(created);
+            }
+            Err(e) => return Err(e),
         }
     }
     Err(last.unwrap_or_else(|| ApiError::Internal("create failed".into())))
@@ -125,14 +129,18 @@ pub async fn update_object(
         } else {
             SideEffects::default()
         };
-        return objects::delete(store, info, ctx.ns(), &name, old.mod_revision, side).await;
+        let gone = objects::delete(store, info, ctx.ns(), &name, old.mod_revision, side).await?;
+        admission_hooks::written(ctx, Some(&old.obj), None).await;
+        return Ok(gone);
     }
     let side = if is_service && subresource.is_none() {
         alloc::on_update(store, &old.obj, &mut obj, &key).await?
     } else {
         SideEffects::default()
     };
-    objects::put(store, info, ctx.ns(), &name, &obj, old.mod_revision, side).await
+    let stored = objects::put(store, info, ctx.ns(), &name, &obj, old.mod_revision, side).await?;
+    admission_hooks::written(ctx, Some(&old.obj), Some(&stored)).await;
+    Ok(stored)
 }
 
 /// PATCH of an object (or of its status with `subresource`).

@@ -104,6 +104,31 @@ impl<K> Cache<K> {
         self.write().insert(key, obj)
     }
 
+    /// Records what a controller just wrote (the API's answer), so its next
+    /// reconcile sees it before the watch event arrives. Never replaces a
+    /// newer version the watch already delivered: a stale write-through would
+    /// hide that change from the controller until the object changes again.
+    pub fn write_through(&self, key: ObjectKey, obj: Arc<K>)
+    where
+        K: Resource,
+    {
+        let revision = |o: &K| {
+            o.meta()
+                .resource_version
+                .as_deref()
+                .and_then(|rv| rv.parse::<u64>().ok())
+        };
+        let mut map = self.write();
+        let newer_cached = map.get(&key).is_some_and(|old| {
+            revision(old)
+                .zip(revision(&obj))
+                .is_some_and(|(o, n)| o > n)
+        });
+        if !newer_cached {
+            map.insert(key, obj);
+        }
+    }
+
     /// Removes an object (tests and informers only).
     pub fn remove(&self, key: &ObjectKey) -> Option<Arc<K>> {
         self.write().remove(key)
@@ -242,10 +267,11 @@ impl<K> Informer<K> {
 
     /// Maps every change to keys and adds them to `queue` until `shutdown`.
     /// A lagging subscriber gets `Change::Resync`.
-    pub fn feed<F>(&self, queue: WorkQueue<ObjectKey>, shutdown: CancellationToken, map: F)
+    pub fn feed<T, F>(&self, queue: WorkQueue<T>, shutdown: CancellationToken, map: F)
     where
         K: Send + Sync + 'static,
-        F: Fn(&Change<K>) -> Vec<ObjectKey> + Send + 'static,
+        T: Clone + Eq + std::hash::Hash + Send + 'static,
+        F: Fn(&Change<K>) -> Vec<T> + Send + 'static,
     {
         let mut rx = self.subscribe();
         tokio::spawn(async move {

@@ -12,10 +12,10 @@ pub type Labels = BTreeMap<String, String>;
 
 /// True when `labels` satisfy `selector`. An empty selector matches everything.
 pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
-    if let Some(ml) = &selector.match_labels {
-        if ml.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
+    if let Some(ml) = &selector.match_labels
+        && ml.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return false;
     }
     if let Some(exprs) = &selector.match_expressions {
         for e in exprs {

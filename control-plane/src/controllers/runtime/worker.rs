@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::key::ObjectKey;
 use super::queue::WorkQueue;
 use crate::controllers::ControllerError;
 
@@ -24,16 +23,17 @@ pub enum Action {
 
 /// Runs `workers` workers draining `queue` with `reconcile` until `shutdown`;
 /// returns once every worker has finished its current key.
-pub async fn run_workers<C, F, Fut>(
+pub async fn run_workers<T, C, F, Fut>(
     controller: &'static str,
-    queue: WorkQueue<ObjectKey>,
+    queue: WorkQueue<T>,
     workers: usize,
     ctx: Arc<C>,
     reconcile: F,
     shutdown: CancellationToken,
 ) where
+    T: Clone + Eq + std::hash::Hash + std::fmt::Display + Send + Sync + 'static,
     C: Send + Sync + 'static,
-    F: Fn(ObjectKey, Arc<C>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(T, Arc<C>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, ControllerError>> + Send + 'static,
 {
     let stopper = {

@@ -1,0 +1,303 @@
+//! Starting a pod's containers (env, mounts, argv, log files, runtime
+//! create/start, exit waiters, probes) and setting up its volumes.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::env::{PodFacts, container_argv, container_env};
+use super::probes::{ProbeTarget, spawn_probes};
+use super::resources::{cpu_limit_millis, memory_limit};
+use super::state::CState;
+use super::table::{ContainerView, PodView};
+use super::volumes::{
+    VolumeContext, VolumeError, container_mounts, projected_files, volume_dir, write_projection,
+};
+use super::worker::{CtrKey, Report, Worker};
+use crate::logs::{StreamKind, container_log_path};
+use crate::runtime::{ContainerSpec, ImageInfo};
+
+impl Worker {
+    pub(super) fn facts(&self) -> (String, String) {
+        (self.pod_ip.to_string(), self.ctx.host_ip.clone())
+    }
+
+    /// Creates the pod's volume directories and writes projected volumes.
+    pub(super) fn setup_volumes(&mut self) -> Result<(), VolumeError> {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let vctx = VolumeContext {
+            pod_dir: &self.pod_dir,
+            data_dir: &self.ctx.config.data_dir,
+            allow_host_path: self.ctx.config.allow_host_path,
+        };
+        let (pod_ip, host_ip) = self.facts();
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: &pod_ip,
+            host_ip: &host_ip,
+            node_cpu: self.ctx.node_cpu,
+            node_memory: self.ctx.node_memory,
+        };
+        for v in spec.volumes.iter().flatten() {
+            let dir = volume_dir(v, &self.ns, &self.uid, &vctx)?;
+            match projected_files(v, &facts, self.ctx.objects.as_ref())? {
+                Some(files) => {
+                    let previous = self.projections.get(&v.name).cloned().unwrap_or_default();
+                    write_projection(&dir, &files, &previous)?;
+                    self.projections.insert(v.name.clone(), files);
+                }
+                None => std::fs::create_dir_all(&dir)
+                    .map_err(|e| VolumeError(format!("creating {}: {e}", dir.display())))?,
+            }
+            self.volume_dirs.insert(v.name.clone(), dir);
+        }
+        Ok(())
+    }
+
+    /// Re-writes configMap/secret/downwardAPI volumes after their sources changed.
+    pub(super) fn refresh_projections(&mut self) {
+        if !self.volumes_ready {
+            self.retry_at = None;
+            return;
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let (pod_ip, host_ip) = self.facts();
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: &pod_ip,
+            host_ip: &host_ip,
+            node_cpu: self.ctx.node_cpu,
+            node_memory: self.ctx.node_memory,
+        };
+        for v in spec.volumes.iter().flatten() {
+            let Some(dir) = self.volume_dirs.get(&v.name) else {
+                continue;
+            };
+            if let Ok(Some(files)) = projected_files(v, &facts, self.ctx.objects.as_ref()) {
+                let previous = self.projections.get(&v.name).cloned().unwrap_or_default();
+                if files != previous && write_projection(dir, &files, &previous).is_ok() {
+                    self.projections.insert(v.name.clone(), files);
+                }
+            }
+        }
+    }
+
+    /// Publishes this pod to the node server's table.
+    pub(super) fn register_view(&self) {
+        let pod = self.pod.clone();
+        let uid = self.uid.clone();
+        let ip = IpAddr::V4(self.pod_ip);
+        self.ctx.table.upsert(&self.ns, &self.name, |current| {
+            let containers = current
+                .filter(|v| v.uid == uid)
+                .map(|v| v.containers)
+                .unwrap_or_default();
+            PodView {
+                pod,
+                uid,
+                pod_ip: Some(ip),
+                containers,
+            }
+        });
+    }
+
+    fn set_waiting(&mut self, key: CtrKey, reason: &str, message: String, retry: bool) {
+        let Some(c) = self.ctr_mut(key) else { return };
+        c.state = CState::Waiting {
+            reason: reason.into(),
+            message: Some(message),
+        };
+        if retry {
+            let delay = c.backoff.next_delay(Duration::ZERO);
+            c.restart_at = Some(Instant::now() + delay);
+        }
+    }
+
+    /// Creates and starts one container; failures leave it waiting with a reason and a retry time.
+    pub(super) async fn start_container(&mut self, key: CtrKey) {
+        let Some(c) = self.ctr_mut(key) else { return };
+        let spec = c.spec.clone();
+        let image = ImageInfo {
+            image: spec.image.clone().unwrap_or_default(),
+            image_id: c.image_id.clone().unwrap_or_default(),
+            serves_http: false,
+        };
+        let (pod_ip, host_ip) = self.facts();
+        let facts = PodFacts {
+            pod: &self.pod,
+            pod_ip: &pod_ip,
+            host_ip: &host_ip,
+            node_cpu: self.ctx.node_cpu,
+            node_memory: self.ctx.node_memory,
+        };
+        let env = match container_env(&facts, &spec, self.ctx.objects.as_ref()) {
+            Ok(env) => env,
+            Err(e) => {
+                self.event(Some(key), "Warning", "Failed", format!("Error: {e}"));
+                self.set_waiting(key, "CreateContainerConfigError", e.0, true);
+                return;
+            }
+        };
+        let mounts = match container_mounts(&spec, &self.volume_dirs) {
+            Ok(m) => m,
+            Err(e) => {
+                self.event(Some(key), "Warning", "Failed", format!("Error: {e}"));
+                self.set_waiting(key, "CreateContainerConfigError", e.0, true);
+                return;
+            }
+        };
+        let Some(c) = self.ctr_mut(key) else { return };
+        if c.generation > 0 {
+            c.restart_count += 1;
+        }
+        let restart = c.restart_count;
+        let log_path = container_log_path(&self.pod_dir, &spec.name, restart);
+        let cfg = &self.ctx.config;
+        let log = match self
+            .ctx
+            .logs
+            .open(log_path.clone(), cfg.log_max_bytes, cfg.log_max_files)
+        {
+            Ok(l) => l,
+            Err(e) => {
+                self.set_waiting(
+                    key,
+                    "CreateContainerError",
+                    format!("opening log {}: {e}", log_path.display()),
+                    true,
+                );
+                return;
+            }
+        };
+        let container_spec = ContainerSpec {
+            name: format!("{}/{}/{}", self.ns, self.name, spec.name),
+            image,
+            args: container_argv(&spec, &env),
+            env,
+            mounts: mounts.clone(),
+            ports: spec
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| p.container_port as u16)
+                .collect(),
+            memory_limit_bytes: memory_limit(&spec),
+            cpu_limit_millicores: cpu_limit_millis(&spec),
+            stdout: Some(Box::new(log.stream(StreamKind::Stdout))),
+            stderr: Some(Box::new(log.stream(StreamKind::Stderr))),
+        };
+        let runtime = self.ctx.runtime.clone();
+        let id = match runtime.create(container_spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.ctx.logs.close(&log_path);
+                self.event(Some(key), "Warning", "Failed", format!("Error: {e}"));
+                self.set_waiting(key, e.waiting_reason(), e.to_string(), true);
+                return;
+            }
+        };
+        self.event(
+            Some(key),
+            "Normal",
+            "Created",
+            format!("Created container {}", spec.name),
+        );
+        let started = match runtime.start(&id).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.ctx.logs.close(&log_path);
+                runtime.remove(&id).await;
+                self.event(Some(key), "Warning", "Failed", format!("Error: {e}"));
+                self.set_waiting(key, e.waiting_reason(), e.to_string(), true);
+                return;
+            }
+        };
+        self.event(
+            Some(key),
+            "Normal",
+            "Started",
+            format!("Started container {}", spec.name),
+        );
+        let ip = IpAddr::V4(self.pod_ip);
+        for (port, addr) in &started.endpoints {
+            self.ctx.table.set_port(ip, *port, *addr);
+        }
+        let token = CancellationToken::new();
+        let tx = self.reports_tx.clone();
+        let Some(c) = self.ctr_mut(key) else { return };
+        if let Some(old) = c.id.replace(id.clone())
+            && old != id
+        {
+            let rt = runtime.clone();
+            tokio::spawn(async move { rt.remove(&old).await });
+        }
+        c.generation += 1;
+        c.state = CState::Running {
+            started_at: Time(k8s_openapi::jiff::Timestamp::now()),
+        };
+        c.started_instant = Some(Instant::now());
+        c.restart_at = None;
+        c.started = c.spec.startup_probe.is_none();
+        c.ready = c.started && c.spec.readiness_probe.is_none();
+        c.probes = Some(token.clone());
+        let previous_log = c.log_path.replace(log_path.clone());
+        let generation = c.generation;
+        let waiter_id = id.clone();
+        let waiter_rt = runtime.clone();
+        let waiter_tx = tx.clone();
+        tokio::spawn(async move {
+            let exit = match waiter_rt.wait(&waiter_id).await {
+                Ok(exit) => exit,
+                Err(e) => crate::runtime::Exit {
+                    code: 128,
+                    kind: crate::runtime::ExitKind::Error,
+                    message: e.to_string(),
+                },
+            };
+            let _ = waiter_tx
+                .send(Report::Exited {
+                    key,
+                    generation,
+                    exit,
+                })
+                .await;
+        });
+        let target = ProbeTarget {
+            pod_ip: ip,
+            host_ip: self.ctx.host_ip.clone(),
+            container: id.clone(),
+            key,
+            generation,
+        };
+        spawn_probes(
+            self.ctx.clone(),
+            self.pod.clone(),
+            spec.clone(),
+            target,
+            tx,
+            token,
+        );
+        let view = ContainerView {
+            id: Some(id),
+            restart_count: restart,
+            log_path: Some(log_path),
+            previous_log_path: previous_log,
+            mounts,
+            is_init: matches!(key, CtrKey::Init(_)),
+        };
+        let name = spec.name.clone();
+        self.ctx.table.upsert(&self.ns, &self.name, |current| {
+            let mut v = current.unwrap_or_else(|| PodView {
+                pod: self.pod.clone(),
+                uid: self.uid.clone(),
+                pod_ip: Some(ip),
+                containers: Default::default(),
+            });
+            v.containers.insert(name, view);
+            v
+        });
+    }
+}

@@ -1,0 +1,239 @@
+//! Starts a control-plane member: the store, the API server in front of it,
+//! and the scheduler and controllers as clients of that API. Shared by
+//! `skiff up` and `skiff server`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use skiff_control_plane::api::{self, ApiConfig, ApiHandle};
+use skiff_control_plane::join::{Bundle, JoinToken, fetch_bundle};
+use skiff_control_plane::pki::ClusterCredentials;
+use skiff_control_plane::store::{Store, StoreConfig, StoreOptions};
+use skiff_control_plane::{controllers, scheduler};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What a control-plane member needs to know to start.
+pub struct ControlPlaneOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Extra names and addresses the API certificate must carry.
+    pub san_hosts: Vec<String>,
+    pub history_window: Duration,
+    /// Join the cluster of this member URL (a fresh data dir fetches the
+    /// cluster's key material with `join_token` first).
+    pub join: Option<String>,
+    pub join_token: Option<String>,
+    /// The URL other members reach this one at (default: https://LISTEN).
+    pub advertise_url: Option<String>,
+    /// Where the audit log goes (default: DATA_DIR/audit.log).
+    pub audit_log: Option<PathBuf>,
+}
+
+/// A running control-plane member.
+pub struct ControlPlane {
+    pub store: Store,
+    pub api: ApiHandle,
+    /// An admin client of this member's API, for in-process components.
+    pub client: kube::Client,
+    pub kubeconfig_path: PathBuf,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+/// Opens the store, serves the API, writes the admin kubeconfig and starts
+/// the scheduler and the controllers.
+pub async fn start(
+    mut options: ControlPlaneOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ControlPlane> {
+    if options.listen.port() == 0 {
+        // The store must know its URL before the API server binds: pick the port now.
+        let probe = std::net::TcpListener::bind(options.listen)
+            .with_context(|| format!("cannot listen on {}", options.listen))?;
+        options.listen = probe
+            .local_addr()
+            .context("cannot read the bound address")?;
+    }
+    std::fs::create_dir_all(&options.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            options.data_dir.display()
+        )
+    })?;
+    let mut san_hosts = options.san_hosts.clone();
+    san_hosts.push(options.listen.ip().to_string());
+    if let Some(url) = &options.join {
+        fetch_key_material(&options.data_dir, url, options.join_token.as_deref()).await?;
+    }
+    let credentials = ClusterCredentials::load_or_create(&options.data_dir, &san_hosts)
+        .context("cannot load the cluster credentials")?;
+    let advertise_url = options.advertise_url.clone().unwrap_or_else(|| {
+        let ip = options.listen.ip();
+        let ip = if ip.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip
+        };
+        format!("https://{}", SocketAddr::new(ip, options.listen.port()))
+    });
+    let store = Store::open_with(
+        StoreConfig {
+            data_dir: options.data_dir.join("store"),
+            node_id: member_id(&options.data_dir, options.join.is_some())?,
+            advertise_url,
+            history_window: options.history_window,
+        },
+        StoreOptions {
+            peer_ca_pem: Some(credentials.ca_cert_pem().to_string()),
+            peer_token: Some(credentials.member_token().to_string()),
+            join: options.join.clone(),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .context("cannot open the state store")?;
+
+    let api = api::start(
+        ApiConfig {
+            listen: options.listen,
+            data_dir: options.data_dir.clone(),
+            san_hosts,
+            audit_log: options.audit_log.clone(),
+            shutdown: shutdown.clone(),
+        },
+        store.clone(),
+    )
+    .await
+    .context("cannot start the API server")?;
+
+    let kubeconfig_path = options.data_dir.join("kubeconfig.yaml");
+    write_private(&kubeconfig_path, api.admin_kubeconfig.as_bytes())
+        .with_context(|| format!("cannot write {}", kubeconfig_path.display()))?;
+    let client = client_from_kubeconfig(&api.admin_kubeconfig).await?;
+
+    let mut tasks = JoinSet::new();
+    {
+        let (client, shutdown) = (client.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            scheduler::run(client, scheduler::SchedulerConfig::default(), shutdown)
+                .await
+                .context("scheduler failed")
+        });
+    }
+    {
+        let (client, shutdown) = (client.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            controllers::run(client, controllers::ControllersConfig::default(), shutdown)
+                .await
+                .context("controllers failed")
+        });
+    }
+    Ok(ControlPlane {
+        store,
+        api,
+        client,
+        kubeconfig_path,
+        tasks,
+    })
+}
+
+impl ControlPlane {
+    /// Adds another component that stops with the control plane.
+    pub fn spawn(&mut self, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits for every component to stop (after shutdown is cancelled, or
+    /// when one fails: the failure cancels the rest), then closes the store.
+    pub async fn wait(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(err) = result {
+                if !shutdown.is_cancelled() {
+                    tracing::error!("{err:#}; shutting down");
+                    shutdown.cancel();
+                }
+                first_error.get_or_insert(err);
+            }
+        }
+        shutdown.cancel();
+        self.api.stopped().await;
+        self.store.shutdown().await;
+        tracing::info!("control plane stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// On a fresh data dir, fetches the cluster's key material from `url` with the join token.
+async fn fetch_key_material(data_dir: &Path, url: &str, token: Option<&str>) -> anyhow::Result<()> {
+    if data_dir.join("pki/ca.crt").exists() {
+        return Ok(());
+    }
+    let token = token.context("--join needs --token (printed by the first member at start)")?;
+    let token = JoinToken::parse(token)?;
+    let bundle: Bundle = fetch_bundle(url, &token)
+        .await
+        .with_context(|| format!("cannot join the cluster at {url}"))?;
+    bundle
+        .install(data_dir)
+        .context("cannot write the cluster's key material")?;
+    tracing::info!(%url, "fetched the cluster's key material");
+    Ok(())
+}
+
+/// This member's Raft id: 1 for the member that bootstraps a cluster, a
+/// random id for a joining one; kept in `DATA_DIR/member-id` across restarts.
+fn member_id(data_dir: &Path, joining: bool) -> anyhow::Result<u64> {
+    let path = data_dir.join("member-id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a member id", path.display()));
+    }
+    let id = if joining { rand_member_id() } else { 1 };
+    std::fs::write(&path, id.to_string())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+fn rand_member_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (hasher.finish() >> 1).max(2)
+}
+
+/// The token other control-plane members join with (`skiff server --join URL --token T`).
+pub fn join_token(control_plane: &ControlPlane) -> String {
+    JoinToken::for_cluster(&control_plane.api.credentials).to_string()
+}
+
+/// A kube-rs client for an admin kubeconfig held in memory.
+pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).context("invalid kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("unusable kubeconfig")?;
+    kube::Client::try_from(config).context("cannot build API client")
+}
+
+/// Writes a file only its owner can read (it holds credentials).
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path)
+}

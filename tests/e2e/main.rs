@@ -1,0 +1,15 @@
+//! End-to-end tests of the `skiff` binary: each test starts its own `skiff up`
+//! (own data directory, ports picked by the OS) as a child process and drives
+//! it with real clients — kubectl, kube-rs, the Python client, curl-like HTTP.
+//! One test binary keeps link time down (wasmtime's `tests/all` pattern).
+
+mod api_errors;
+mod control_plane_join;
+mod harness;
+mod jobs;
+mod kube_rs_watcher;
+mod kubectl_scenario;
+mod node_streams;
+mod python_client;
+mod rollout;
+mod wasm_pods;
