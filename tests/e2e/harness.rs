@@ -35,7 +35,11 @@ impl Cluster {
 
     /// Like [`Cluster::start`] with extra `skiff up` flags.
     pub fn start_with(extra_args: &[&str]) -> Cluster {
-        let data_dir = tempfile::tempdir().expect("temp data dir");
+        Cluster::start_on(tempfile::tempdir().expect("temp data dir"), extra_args)
+    }
+
+    /// Starts `skiff up` on an existing data directory (e.g. a restored one).
+    pub fn start_on(data_dir: tempfile::TempDir, extra_args: &[&str]) -> Cluster {
         let home = tempfile::tempdir().expect("temp home");
         let kubeconfig = data_dir.path().join("kubeconfig.yaml");
         let log_path = data_dir.path().join("skiff.log");

@@ -12,4 +12,5 @@ mod kubectl_scenario;
 mod node_streams;
 mod python_client;
 mod rollout;
+mod store_backup;
 mod wasm_pods;
