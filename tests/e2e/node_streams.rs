@@ -1,6 +1,7 @@
 //! The node server's streams through the API server, with real kubectl:
 //! `logs -f` follows a running guest, `exec` runs a command in a wasm pod's
-//! context (WebSocket with kubectl 1.32, SPDY with kubectl 1.20) and
+//! context (WebSocket with kubectl 1.32, SPDY with kubectl 1.20), `top`
+//! reads the node's usage samples, and
 //! `port-forward` reaches a wasi:http pod's port.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -70,6 +71,20 @@ fn logs_follow_exec_and_port_forward() {
     let _ = follow.kill();
     let _ = follow.wait();
     assert!(ticks.len() >= 3, "logs -f showed {ticks:?}");
+
+    // kubectl top: the metrics API reads the node's usage samples.
+    let mut top = String::new();
+    cluster.wait_for("kubectl top pods", Duration::from_secs(40), || {
+        let output = cluster.kubectl_output(&["top", "pods", "-l", "app=worker", "--no-headers"]);
+        top = String::from_utf8_lossy(&output.stdout).into_owned();
+        output.status.success() && top.contains("worker-")
+    });
+    assert!(
+        top.contains("Mi") || top.contains("Ki"),
+        "memory column: {top}"
+    );
+    let nodes = cluster.kubectl(&["top", "nodes", "--no-headers"]);
+    assert!(nodes.contains("skiff-test"), "{nodes}");
 
     // exec over WebSocket (kubectl 1.32): a command in the pod's context.
     let listing = cluster.kubectl(&["exec", "deploy/http-echo", "--", "ls", "/config"]);

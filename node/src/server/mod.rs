@@ -2,7 +2,7 @@
 //! subresources forward to. Routes: `/containerLogs/{ns}/{pod}/{container}`
 //! (`logs.rs`), `/proxy/{ns}/{pod}/{port}/{path}` (`proxy.rs`),
 //! `/exec` and `/attach` (`exec.rs`), `/portForward` (`portforward.rs`),
-//! `/healthz`. The streaming endpoints share `stream_protocol.rs` and speak
+//! `/stats/summary` (`stats.rs`, for metrics.k8s.io), `/healthz`. The streaming endpoints share `stream_protocol.rs` and speak
 //! WebSocket (`websocket.rs`) or SPDY/3.1 (`spdy/`). Plain HTTP; the API
 //! server is its only intended caller.
 
@@ -11,6 +11,7 @@ mod logs;
 mod portforward;
 mod proxy;
 mod spdy;
+mod stats;
 mod stream_protocol;
 mod websocket;
 
@@ -29,7 +30,8 @@ use crate::pods::table::PodView;
 
 /// Serves the node API on `listener` until `shutdown`.
 pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener, shutdown: CancellationToken) {
-    let app = router(ctx);
+    let sampler = stats::Sampler::start(ctx.clone(), shutdown.clone());
+    let app = router(ctx).layer(axum::Extension(sampler));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -38,10 +40,11 @@ pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener, shutdown: Cance
     }
 }
 
-/// The node server's routes.
-pub fn router(ctx: Arc<NodeContext>) -> Router {
+/// The node server's routes (`/stats/summary` needs a `Sampler` extension).
+fn router(ctx: Arc<NodeContext>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/stats/summary", get(stats::summary))
         .route(
             "/containerLogs/{ns}/{pod}/{container}",
             get(logs::container_logs),
