@@ -98,9 +98,11 @@ async fn each_request_is_one_metadata_event_after_it_completes() {
     let ids = [&allowed, &forbidden, &refused, &watched];
     let events: Vec<Value> = eventually(10, "the audit events of the four requests", || {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<Value> = text
+        // The writer may be in the middle of a line: only complete lines count.
+        let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+        let lines: Vec<Value> = complete
             .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .map(|l| serde_json::from_str(l).expect("each complete line is JSON"))
             .collect();
         let found: Vec<Value> = ids
             .iter()
