@@ -4,6 +4,7 @@
 //! One test binary keeps link time down (wasmtime's `tests/all` pattern).
 
 mod api_errors;
+mod autoscaling_volumes;
 mod control_plane_join;
 mod harness;
 mod jobs;
@@ -14,3 +15,4 @@ mod python_client;
 mod rollout;
 mod store_backup;
 mod wasm_pods;
+mod workload_sets;

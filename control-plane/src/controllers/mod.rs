@@ -3,31 +3,52 @@
 //! writing only through the API with resourceVersion preconditions. `run`
 //! elects a leader through a Lease and starts every controller.
 
+pub mod controller_revision;
 pub mod cron_schedule;
 pub mod cronjob;
+pub mod daemonset;
+pub mod daemonset_plan;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 mod error;
 pub mod gc;
+pub mod hpa;
+pub mod hpa_behavior;
+pub mod hpa_metrics;
+pub mod hpa_replicas;
 pub mod job;
 pub mod job_indexes;
 pub mod job_plan;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
+pub mod scale;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod statefulset_plan;
+pub mod volume_binding;
+pub mod volume_match;
+pub mod volume_reclaim;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +70,14 @@ pub struct ControllersConfig {
     pub job_pod_failure_backoff: Duration,
     /// How often node heartbeats are checked.
     pub node_monitor_period: Duration,
+    /// How often each HorizontalPodAutoscaler is synced (default 15 s).
+    pub hpa_sync_period: Duration,
+    /// Scale-down stabilization window of HPAs that set none (default 300 s).
+    pub hpa_downscale_stabilization: Duration,
+    /// Metric ratios within this distance of 1 change nothing (default 0.1).
+    pub hpa_tolerance: f64,
+    /// Terminated pods kept before PodGC deletes the oldest (default 12500; 0 keeps all).
+    pub terminated_pod_gc_threshold: usize,
     pub lease: LeaseConfig,
 }
 
@@ -60,6 +89,10 @@ impl Default for ControllersConfig {
             default_toleration_seconds: 300,
             job_pod_failure_backoff: Duration::from_secs(10),
             node_monitor_period: Duration::from_secs(5),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_downscale_stabilization: Duration::from_secs(300),
+            hpa_tolerance: 0.1,
+            terminated_pod_gc_threshold: 12500,
             lease: LeaseConfig::new("kube-controller-manager"),
         }
     }
@@ -80,9 +113,19 @@ pub struct Ctx {
     pub service_accounts: Informer<ServiceAccount>,
     pub replica_sets: Informer<ReplicaSet>,
     pub deployments: Informer<Deployment>,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub stateful_sets: Informer<StatefulSet>,
+    pub controller_revisions: Informer<ControllerRevision>,
     pub jobs: Informer<Job>,
     pub cron_jobs: Informer<CronJob>,
+    pub hpas: Informer<HorizontalPodAutoscaler>,
+    pub pdbs: Informer<PodDisruptionBudget>,
+    pub pvs: Informer<PersistentVolume>,
+    pub pvcs: Informer<PersistentVolumeClaim>,
+    pub storage_classes: Informer<StorageClass>,
     pub heartbeats: node_lifecycle::Heartbeats,
+    pub hpa_history: hpa::History,
+    pub orphan_nodes: pod_gc::Quarantine,
 }
 
 impl Ctx {
@@ -110,9 +153,19 @@ impl Ctx {
             service_accounts: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             replica_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             deployments: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            daemon_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            stateful_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            controller_revisions: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             jobs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             cron_jobs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            hpas: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            pdbs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            pvs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            pvcs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            storage_classes: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             heartbeats: Default::default(),
+            hpa_history: Default::default(),
+            orphan_nodes: Default::default(),
             client,
             config,
         })
@@ -130,8 +183,16 @@ impl Ctx {
         self.service_accounts.wait_ready(shutdown).await;
         self.replica_sets.wait_ready(shutdown).await;
         self.deployments.wait_ready(shutdown).await;
+        self.daemon_sets.wait_ready(shutdown).await;
+        self.stateful_sets.wait_ready(shutdown).await;
+        self.controller_revisions.wait_ready(shutdown).await;
         self.jobs.wait_ready(shutdown).await;
         self.cron_jobs.wait_ready(shutdown).await;
+        self.hpas.wait_ready(shutdown).await;
+        self.pdbs.wait_ready(shutdown).await;
+        self.pvs.wait_ready(shutdown).await;
+        self.pvcs.wait_ready(shutdown).await;
+        self.storage_classes.wait_ready(shutdown).await;
     }
 }
 
@@ -162,6 +223,8 @@ async fn run_leader(
     let starts = vec![
         replicaset::start(&ctx, &shutdown),
         deployment::start(&ctx, &shutdown),
+        daemonset::start(&ctx, &shutdown),
+        statefulset::start(&ctx, &shutdown),
         job::start(&ctx, &shutdown),
         cronjob::start(&ctx, &shutdown),
         endpoints::start(&ctx, &shutdown),
@@ -169,6 +232,10 @@ async fn run_leader(
         namespace::start(&ctx, &shutdown),
         serviceaccount::start(&ctx, &shutdown),
         node_lifecycle::start(&ctx, &shutdown),
+        hpa::start(&ctx, &shutdown),
+        disruption::start(&ctx, &shutdown),
+        pod_gc::start(&ctx, &shutdown),
+        volume_binding::start(&ctx, &shutdown),
         gc::start(gc, &ctx, &shutdown),
     ];
     ctx.wait_ready(&shutdown).await;

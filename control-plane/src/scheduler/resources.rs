@@ -45,7 +45,18 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 
 /// A quantity in milli-units (cpu → millicores), rounded up.
 pub fn quantity_milli(q: &Quantity) -> i64 {
-    parse_quantity(&q.0).map_or(0, |v| (v * 1000.0).ceil() as i64)
+    parse_quantity(&q.0).map_or(0, |v| ceil_exact(v * 1000.0))
+}
+
+/// Rounds up, but treats float noise (`9m` parses to 0.009, ×1000 gives
+/// 9.000000000000002) as the exact value it stands for.
+fn ceil_exact(v: f64) -> i64 {
+    let nearest = v.round();
+    if (v - nearest).abs() < 1e-6 {
+        nearest as i64
+    } else {
+        v.ceil() as i64
+    }
 }
 
 /// A quantity in whole units (bytes, counts), rounded up.
@@ -204,6 +215,20 @@ pub fn pod_requests(spec: &PodSpec) -> (Resources, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milli_cpu_is_exact_for_every_milli_value() {
+        for m in 1..4000 {
+            let q = Quantity(format!("{m}m"));
+            assert_eq!(quantity_milli(&q), m, "{m}m");
+        }
+        assert_eq!(quantity_milli(&Quantity("0.5".into())), 500);
+        assert_eq!(
+            quantity_milli(&Quantity("1500u".into())),
+            2,
+            "fractions of a milli round up"
+        );
+    }
 
     fn q(s: &str) -> Quantity {
         Quantity(s.into())

@@ -113,6 +113,25 @@ mod tests {
     }
 
     #[test]
+    fn match_fields_on_metadata_name_pin_daemon_pods() {
+        let (a, b) = (node("a", 1000, 1 << 30), node("b", 1000, 1 << 30));
+        let mut p = pod("p");
+        p.required_node_affinity = Some(NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm {
+                match_expressions: None,
+                match_fields: Some(vec![NodeSelectorRequirement {
+                    key: "metadata.name".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["b".into()]),
+                }]),
+            }],
+        });
+        let st = CycleState::default();
+        assert!(FilterPlugin::filter(&NodeAffinity, &p, &a, &st).is_err());
+        assert!(FilterPlugin::filter(&NodeAffinity, &p, &b, &st).is_ok());
+    }
+
+    #[test]
     fn preferred_terms_score_by_weight() {
         let mut a = node("a", 1000, 1 << 30);
         a.labels.insert("disk".into(), "ssd".into());
