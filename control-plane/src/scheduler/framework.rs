@@ -1,15 +1,15 @@
 //! The scheduling framework: the `FilterPlugin` and `ScorePlugin` traits,
-//! the per-pod `CycleState` computed once before filtering, the `Profile`
-//! (which plugins, which weights) and the pure cycle
+//! the `Profile` (which plugins, which weights) and the pure cycle
 //! `schedule(pod, &snapshot, &profile) -> Result<NodeName, Unschedulable>`.
+//! The per-pod `CycleState` computed once before filtering lives in
+//! `cycle_state.rs`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use super::plugins::inter_pod_affinity::AffinityState;
-use super::plugins::topology_spread::SpreadState;
+pub use super::cycle_state::{CycleState, NodeTable};
 use super::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// A node's name.
@@ -20,16 +20,6 @@ pub type Reasons = Vec<Cow<'static, str>>;
 
 /// Highest score a plugin may give a node.
 pub const MAX_NODE_SCORE: i64 = 100;
-
-/// Per-pod state computed in PreFilter/PreScore and read by Filter/Score.
-#[derive(Default, Debug)]
-pub struct CycleState {
-    pub spread: Option<SpreadState>,
-    pub soft_spread: Option<SpreadState>,
-    pub affinity: Option<AffinityState>,
-    /// Node affinity of the volumes bound to the pod's claims.
-    pub volume_affinity: Vec<k8s_openapi::api::core::v1::NodeSelector>,
-}
 
 /// A plugin that rules nodes out.
 pub trait FilterPlugin: Send + Sync {
@@ -152,48 +142,22 @@ pub fn schedule(
     snap: &Snapshot,
     profile: &Profile,
 ) -> Result<NodeName, Unschedulable> {
-    let nodes = snap.nodes();
     let mut state = CycleState::default();
-    let mut fail = Unschedulable {
-        num_nodes: nodes.len(),
-        ..Default::default()
-    };
     for f in &profile.filters {
         if let Err(msg) = f.pre_filter(pod, snap, &mut state) {
-            fail.pre_filter = Some(msg);
-            return Err(fail);
+            return Err(Unschedulable {
+                num_nodes: snap.nodes().len(),
+                pre_filter: Some(msg),
+                ..Default::default()
+            });
         }
     }
-    let want = feasible_nodes_to_find(nodes.len(), profile.percentage_of_nodes_to_score);
     let mut rng = pod_seed(pod);
-    let start = if nodes.is_empty() {
-        0
-    } else {
-        (rng as usize) % nodes.len()
-    };
-    let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(1024));
-    for k in 0..nodes.len() {
-        if feasible.len() >= want {
-            break;
-        }
-        let node = &nodes[(start + k) % nodes.len()];
-        match run_filters(pod, node, &state, profile) {
-            Ok(()) => feasible.push(node),
-            Err((reasons, resolvable)) => {
-                for r in reasons {
-                    *fail.reasons.entry(r.into_owned()).or_default() += 1;
-                }
-                if resolvable {
-                    fail.preemption_candidates.push(node.name.clone());
-                }
-            }
-        }
-    }
-    if feasible.is_empty() {
-        return Err(fail);
-    }
-    if feasible.len() == 1 {
-        return Ok(feasible[0].name.clone());
+    let feasible = find_feasible(pod, snap, &state, profile, rng);
+    match feasible.len() {
+        0 => return Err(diagnose(pod, snap, &state, profile)),
+        1 => return Ok(feasible[0].name.clone()),
+        _ => {}
     }
     let totals = score_nodes(pod, snap, &feasible, profile, &mut state);
     let mut best = i64::MIN;
@@ -212,6 +176,82 @@ pub fn schedule(
         }
     }
     Ok(feasible[chosen].name.clone())
+}
+
+/// Filters nodes, starting at an offset drawn from `seed`, until
+/// `feasible_nodes_to_find` of them pass; only the PreFilter's candidates
+/// when it narrowed them, and without the filters it skipped. Failures are
+/// not recorded here (see `diagnose`).
+fn find_feasible<'a>(
+    pod: &PodInfo,
+    snap: &'a Snapshot,
+    state: &CycleState,
+    profile: &Profile,
+    seed: u64,
+) -> Vec<&'a NodeInfo> {
+    let nodes = snap.nodes();
+    let candidates = state.node_candidates.as_deref();
+    let total = candidates.map_or(nodes.len(), <[usize]>::len);
+    if total == 0 {
+        return Vec::new();
+    }
+    let want = feasible_nodes_to_find(total, profile.percentage_of_nodes_to_score);
+    let start = (seed as usize) % total;
+    let filters: Vec<&dyn FilterPlugin> = profile
+        .filters
+        .iter()
+        .map(|f| f.as_ref())
+        .filter(|f| !state.is_skipped(f.name()))
+        .collect();
+    let mut feasible = Vec::with_capacity(want.min(1024));
+    for k in (start..total).chain(0..start) {
+        let node = match candidates {
+            Some(c) => &nodes[c[k]],
+            None => &nodes[k],
+        };
+        if filters.iter().all(|f| f.filter(pod, node, state).is_ok()) {
+            feasible.push(node);
+            if feasible.len() >= want {
+                break;
+            }
+        }
+    }
+    feasible
+}
+
+/// Why no node fits: every node's first failing filter, counted by reason,
+/// and the nodes where preemption could help (kube-scheduler's FitError).
+/// Runs every filter on every node, so only unschedulable pods pay for it.
+pub fn diagnose(
+    pod: &PodInfo,
+    snap: &Snapshot,
+    state: &CycleState,
+    profile: &Profile,
+) -> Unschedulable {
+    let mut reasons: Vec<(Cow<'static, str>, usize)> = Vec::new();
+    let mut fail = Unschedulable {
+        num_nodes: snap.nodes().len(),
+        ..Default::default()
+    };
+    for node in snap.nodes() {
+        let Err((failed, resolvable)) = run_filters(pod, node, state, profile) else {
+            continue;
+        };
+        for r in failed {
+            match reasons.iter_mut().find(|(seen, _)| *seen == r) {
+                Some((_, n)) => *n += 1,
+                None => reasons.push((r, 1)),
+            }
+        }
+        if resolvable {
+            fail.preemption_candidates.push(node.name.clone());
+        }
+    }
+    fail.reasons = reasons
+        .into_iter()
+        .map(|(r, n)| (r.into_owned(), n))
+        .collect();
+    fail
 }
 
 /// Runs every filter on one node; the first failing plugin's reasons and

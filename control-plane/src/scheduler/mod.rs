@@ -5,7 +5,9 @@
 //! binds through `pods/binding` (the only I/O).
 
 mod config;
+pub mod cycle_state;
 pub mod framework;
+pub mod index;
 pub mod plugins;
 pub mod preemption;
 pub mod queue;

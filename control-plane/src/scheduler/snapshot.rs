@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeSelector, Pod, Taint, Toleration, TopologySpreadConstraint,
 };
 
+use super::index::{AntiAffinityIndex, NodeImageIndex, NodeLabelIndex, PodLabelIndex};
 use super::plugins::runtime_support::{RuntimeNeeds, runtime_needs};
 use super::resources::{Resources, pod_requests};
 use crate::controllers::runtime::selector::Labels;
@@ -304,10 +305,12 @@ pub struct Snapshot {
     index: HashMap<String, usize>,
     /// `namespace/name` → node name, for every placed pod.
     locations: HashMap<String, String>,
-    /// Nodes that report each image (ImageLocality's spread factor).
-    image_nodes: HashMap<String, usize>,
+    node_labels: NodeLabelIndex,
+    /// Nodes that report each image (ImageLocality).
+    node_images: NodeImageIndex,
+    pod_labels: PodLabelIndex,
     /// Placed pods that carry required anti-affinity terms.
-    anti_affinity_pods: usize,
+    anti_affinity: AntiAffinityIndex,
     pub volumes: VolumeIndex,
     /// Namespace labels, for affinity terms with a namespaceSelector.
     pub namespace_labels: HashMap<String, Labels>,
@@ -338,14 +341,39 @@ impl Snapshot {
         self.index.get(name).map(|&i| &self.nodes[i])
     }
 
+    /// The position in `nodes()` of the node called `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
     /// How many nodes report `image`.
     pub fn image_spread(&self, image: &str) -> usize {
-        self.image_nodes.get(image).copied().unwrap_or(0)
+        self.node_images.nodes(image).len()
+    }
+
+    /// Image name → nodes reporting it.
+    pub fn node_images(&self) -> &NodeImageIndex {
+        &self.node_images
     }
 
     /// True when some placed pod has required anti-affinity.
     pub fn has_anti_affinity_pods(&self) -> bool {
-        self.anti_affinity_pods > 0
+        !self.anti_affinity.is_empty()
+    }
+
+    /// Node labels → node positions.
+    pub fn node_labels(&self) -> &NodeLabelIndex {
+        &self.node_labels
+    }
+
+    /// Placed pods' labels → node positions.
+    pub fn pod_labels(&self) -> &PodLabelIndex {
+        &self.pod_labels
+    }
+
+    /// Placed pods with required anti-affinity.
+    pub fn anti_affinity(&self) -> &AntiAffinityIndex {
+        &self.anti_affinity
     }
 
     /// Where `namespace/name` is placed.
@@ -355,16 +383,16 @@ impl Snapshot {
 
     /// Adds or replaces a node, keeping its pods.
     pub fn upsert_node(&mut self, mut info: NodeInfo) {
-        for img in info.images.keys() {
-            *self.image_nodes.entry(img.clone()).or_default() += 1;
-        }
         match self.index.get(&info.name) {
             Some(&i) => {
                 let old = std::mem::take(&mut self.nodes[i]);
-                for img in old.images.keys() {
-                    if let Some(c) = self.image_nodes.get_mut(img) {
-                        *c = c.saturating_sub(1);
-                    }
+                if old.images != info.images {
+                    self.node_images.remove(&old.images, i);
+                    self.node_images.add(&info.images, i);
+                }
+                if old.labels != info.labels {
+                    self.node_labels.remove(&old.labels, i);
+                    self.node_labels.add(&info.labels, i);
                 }
                 for p in old.pods {
                     info.add_pod(p);
@@ -372,7 +400,10 @@ impl Snapshot {
                 self.nodes[i] = info;
             }
             None => {
-                self.index.insert(info.name.clone(), self.nodes.len());
+                let i = self.nodes.len();
+                self.index.insert(info.name.clone(), i);
+                self.node_labels.add(&info.labels, i);
+                self.node_images.add(&info.images, i);
                 self.nodes.push(info);
             }
         }
@@ -384,18 +415,28 @@ impl Snapshot {
             return;
         };
         let old = self.nodes.swap_remove(i);
-        if i < self.nodes.len() {
-            self.index.insert(self.nodes[i].name.clone(), i);
-        }
-        for img in old.images.keys() {
-            if let Some(c) = self.image_nodes.get_mut(img) {
-                *c = c.saturating_sub(1);
-            }
-        }
+        self.node_labels.remove(&old.labels, i);
+        self.node_images.remove(&old.images, i);
         for p in &old.pods {
             self.locations.remove(&p.key());
+            self.pod_labels.remove(p, i);
             if p.has_required_anti_affinity() {
-                self.anti_affinity_pods -= 1;
+                self.anti_affinity.remove(p);
+            }
+        }
+        // The last node now sits at `i`.
+        let last = self.nodes.len();
+        if i < last {
+            let moved = &self.nodes[i];
+            self.index.insert(moved.name.clone(), i);
+            self.node_labels.moved(&moved.labels, last, i);
+            self.node_images.moved(&moved.images, last, i);
+            for p in &moved.pods {
+                self.pod_labels.remove(p, last);
+                self.pod_labels.add(p, i);
+                if p.has_required_anti_affinity() {
+                    self.anti_affinity.moved(p, last, i);
+                }
             }
         }
     }
@@ -408,8 +449,9 @@ impl Snapshot {
             return;
         };
         if pod.has_required_anti_affinity() {
-            self.anti_affinity_pods += 1;
+            self.anti_affinity.add(&pod, i);
         }
+        self.pod_labels.add(&pod, i);
         self.nodes[i].add_pod(pod);
         self.locations.insert(key, node.to_string());
     }
@@ -419,8 +461,9 @@ impl Snapshot {
         let node = self.locations.remove(&format!("{namespace}/{name}"))?;
         let &i = self.index.get(&node)?;
         let pod = self.nodes[i].remove_pod(namespace, name)?;
+        self.pod_labels.remove(&pod, i);
         if pod.has_required_anti_affinity() {
-            self.anti_affinity_pods -= 1;
+            self.anti_affinity.remove(&pod);
         }
         Some(pod)
     }

@@ -106,7 +106,17 @@ fn read_with_offset(path: &Path, opts: &LogOptions) -> Result<(Vec<u8>, u64), Lo
     for file in rotated_files(path) {
         entries.extend(parse(&read_file(&file)?, &mut carry));
     }
-    let current = read_file(path)?;
+    // A container that has not written anything yet has no file.
+    let current = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => {
+            return Err(LogReadError {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
     let complete = current
         .iter()
         .rposition(|b| *b == b'\n')
@@ -311,6 +321,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(text, "line 17\nline 18\nline 19\n");
+    }
+
+    #[test]
+    fn a_log_never_written_has_no_file_and_reads_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let log = LogFile::open(path.clone(), 1 << 20, 2).unwrap();
+        assert!(!path.exists());
+        assert_eq!(read_logs(&path, &LogOptions::default()).unwrap(), b"");
+        log.append(StreamKind::Stdout, b"late\n");
+        assert_eq!(read_logs(&path, &LogOptions::default()).unwrap(), b"late\n");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

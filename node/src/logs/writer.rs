@@ -43,27 +43,28 @@ pub struct LogFile {
 }
 
 struct Inner {
+    /// Opened (with its directory) on the first write: a container that never
+    /// writes, like most idle wasi:http pods, holds no file descriptor and
+    /// costs no file creation when it starts.
     file: Option<File>,
+    opened: bool,
     size: u64,
     pending: [Vec<u8>; 2],
     written: u64,
 }
 
 impl LogFile {
-    /// Opens (appends to) the log file at `path`, creating its directory.
+    /// A log file at `path`, appended to; the file and its directory are
+    /// created on the first write (readers treat a missing file as empty).
     pub fn open(path: PathBuf, max_bytes: u64, max_files: usize) -> std::io::Result<Arc<LogFile>> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Arc::new(LogFile {
             path,
             max_bytes,
             max_files: max_files.max(1),
             inner: Mutex::new(Inner {
-                file: Some(file),
-                size,
+                file: None,
+                opened: false,
+                size: 0,
                 pending: [Vec::new(), Vec::new()],
                 written: 0,
             }),
@@ -129,6 +130,10 @@ impl LogFile {
         if out.is_empty() {
             return;
         }
+        if !inner.opened {
+            inner.opened = true;
+            self.open_file(inner);
+        }
         if inner.size > 0 && inner.size + out.len() as u64 > self.max_bytes {
             self.rotate(inner);
         }
@@ -140,6 +145,31 @@ impl LogFile {
         inner.written += 1;
         let written = inner.written;
         self.changed.send_replace(written);
+    }
+
+    /// Opens (appends to) the file, creating its directory; on failure the output is dropped.
+    fn open_file(&self, inner: &mut Inner) {
+        let opened = self
+            .path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+            });
+        match opened {
+            Ok(file) => {
+                inner.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                inner.file = Some(file);
+            }
+            Err(e) => tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot open the container log file; this container's output is dropped"
+            ),
+        }
     }
 
     fn rotate(&self, inner: &mut Inner) {

@@ -1,9 +1,13 @@
 //! NodeAffinity: Filter requires nodeSelector and required node affinity to
-//! match; Score sums the weights of matching preferred terms.
+//! match (PreFilter narrows the nodes to those the node label index says
+//! can match, and skips the Filter when that is exact); Score sums the
+//! weights of matching preferred terms (PreScore tabulates them per node).
 
 use crate::controllers::runtime::selector::{node_selector_matches, node_term_matches};
+use k8s_openapi::api::core::v1::PreferredSchedulingTerm;
+
 use crate::scheduler::framework::{
-    CycleState, FilterPlugin, Reasons, ScorePlugin, normalize_by_max,
+    CycleState, FilterPlugin, NodeTable, Reasons, ScorePlugin, normalize_by_max,
 };
 use crate::scheduler::snapshot::{NodeInfo, PodInfo, Snapshot};
 
@@ -18,12 +22,128 @@ pub fn node_matches_pod(pod: &PodInfo, node: &NodeInfo) -> bool {
             .is_none_or(|sel| node_selector_matches(sel, &node.name, &node.labels))
 }
 
+/// Positions of the nodes that may satisfy the pod's nodeSelector and
+/// required affinity, from the node label index, and whether exactly those
+/// do. With a nodeSelector: the nodes carrying every pair (exact unless
+/// there is required affinity too). Otherwise the union over affinity terms
+/// of the nodes matching each term's first `In` expression (or
+/// `metadata.name` field), exact when each term is just that. `None` when
+/// some term has neither (any node may match).
+pub fn candidate_nodes(pod: &PodInfo, snap: &Snapshot) -> Option<(Vec<usize>, bool)> {
+    let index = snap.node_labels();
+    let rarest = pod
+        .node_selector
+        .iter()
+        .min_by_key(|(k, v)| index.nodes(k, v).len());
+    if let Some((rk, rv)) = rarest {
+        let all = snap.nodes();
+        let mut out: Vec<usize> = index.nodes(rk, rv).to_vec();
+        if pod.node_selector.len() > 1 {
+            out.retain(|&i| {
+                let labels = &all[i].labels;
+                pod.node_selector
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+            });
+        }
+        out.sort_unstable();
+        return Some((out, pod.required_node_affinity.is_none()));
+    }
+    let sel = pod.required_node_affinity.as_ref()?;
+    let mut out = Vec::new();
+    let mut exact = true;
+    for term in &sel.node_selector_terms {
+        let exprs = term.match_expressions.as_deref().unwrap_or_default();
+        let fields = term.match_fields.as_deref().unwrap_or_default();
+        exact &= exprs.len() + fields.len() <= 1;
+        if let Some(r) = exprs.iter().find(|r| r.operator == "In") {
+            for v in r.values.iter().flatten() {
+                out.extend_from_slice(index.nodes(&r.key, v));
+            }
+        } else if let Some(r) = fields
+            .iter()
+            .find(|r| r.key == "metadata.name" && r.operator == "In")
+        {
+            out.extend(r.values.iter().flatten().filter_map(|n| snap.position(n)));
+        } else if !exprs.is_empty() || !fields.is_empty() {
+            return None;
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some((out, exact))
+}
+
+fn preferred_terms(pod: &PodInfo) -> &[PreferredSchedulingTerm] {
+    pod.affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.preferred_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
+        .unwrap_or_default()
+}
+
+/// The summed weights of the preferred terms each node matches, found from
+/// the node label index through each term's first `In` expression; `None`
+/// when a term has none (Score then matches node by node).
+fn preferred_table(terms: &[PreferredSchedulingTerm], snap: &Snapshot) -> Option<NodeTable<i64>> {
+    let nodes = snap.nodes();
+    let mut table = NodeTable::new(snap, 0i64);
+    for t in terms {
+        let exprs = t
+            .preference
+            .match_expressions
+            .as_deref()
+            .unwrap_or_default();
+        let r = exprs.iter().find(|r| r.operator == "In")?;
+        let alone = exprs.len() == 1
+            && t.preference
+                .match_fields
+                .as_deref()
+                .is_none_or(<[_]>::is_empty);
+        let mut values: Vec<&String> = r.values.iter().flatten().collect();
+        values.sort();
+        values.dedup();
+        for v in values {
+            for &pos in snap.node_labels().nodes(&r.key, v) {
+                let n = &nodes[pos];
+                if (alone || node_term_matches(&t.preference, &n.name, &n.labels))
+                    && let Some(w) = table.at_mut(pos)
+                {
+                    *w += i64::from(t.weight);
+                }
+            }
+        }
+    }
+    Some(table)
+}
+
 /// Filter and score on node affinity.
 pub struct NodeAffinity;
 
 impl FilterPlugin for NodeAffinity {
     fn name(&self) -> &'static str {
         "NodeAffinity"
+    }
+    fn pre_filter(
+        &self,
+        pod: &PodInfo,
+        snap: &Snapshot,
+        state: &mut CycleState,
+    ) -> Result<(), String> {
+        if pod.node_selector.is_empty() && pod.required_node_affinity.is_none() {
+            state.skip_filter(FilterPlugin::name(self));
+            return Ok(());
+        }
+        if let Some((nodes, exact)) = candidate_nodes(pod, snap) {
+            state.narrow(nodes);
+            if exact {
+                state.skip_filter(FilterPlugin::name(self));
+            }
+        }
+        Ok(())
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Result<(), Reasons> {
         if node_matches_pod(pod, node) {
@@ -40,29 +160,23 @@ impl ScorePlugin for NodeAffinity {
     fn name(&self) -> &'static str {
         "NodeAffinity"
     }
-    fn pre_score(&self, pod: &PodInfo, _: &Snapshot, _: &mut CycleState) -> bool {
-        pod.affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|n| {
-                n.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .is_some_and(|p| !p.is_empty())
+    fn pre_score(&self, pod: &PodInfo, snap: &Snapshot, state: &mut CycleState) -> bool {
+        let terms = preferred_terms(pod);
+        if terms.is_empty() {
+            return false;
+        }
+        state.preferred_node_affinity = preferred_table(terms, snap);
+        true
     }
-    fn score(&self, pod: &PodInfo, node: &NodeInfo, _: &Snapshot, _: &CycleState) -> i64 {
-        let Some(terms) = pod
-            .affinity
+    fn score(&self, pod: &PodInfo, node: &NodeInfo, _: &Snapshot, state: &CycleState) -> i64 {
+        if let Some(w) = state
+            .preferred_node_affinity
             .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|n| {
-                n.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-        else {
-            return 0;
-        };
-        terms
+            .and_then(|t| t.get(node))
+        {
+            return *w;
+        }
+        preferred_terms(pod)
             .iter()
             .filter(|t| node_term_matches(&t.preference, &node.name, &node.labels))
             .map(|t| i64::from(t.weight))
@@ -78,7 +192,7 @@ mod tests {
     use super::*;
     use crate::scheduler::plugins::testutil::*;
     use k8s_openapi::api::core::v1::{
-        Affinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PreferredSchedulingTerm,
+        Affinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     };
     use std::sync::Arc;
 

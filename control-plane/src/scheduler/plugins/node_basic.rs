@@ -4,7 +4,7 @@
 
 use super::taint_toleration::{taint_reason, tolerates};
 use crate::scheduler::framework::{CycleState, FilterPlugin, Reasons};
-use crate::scheduler::snapshot::{NodeInfo, PodInfo};
+use crate::scheduler::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// Rejects cordoned nodes unless the pod tolerates `node.kubernetes.io/unschedulable`.
 pub struct NodeUnschedulable;
@@ -40,6 +40,17 @@ impl FilterPlugin for NodeName {
     fn name(&self) -> &'static str {
         "NodeName"
     }
+    fn pre_filter(
+        &self,
+        pod: &PodInfo,
+        _: &Snapshot,
+        state: &mut CycleState,
+    ) -> Result<(), String> {
+        if pod.node_name.is_none() {
+            state.skip_filter(self.name());
+        }
+        Ok(())
+    }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Result<(), Reasons> {
         match &pod.node_name {
             Some(n) if *n != node.name => {
@@ -56,6 +67,17 @@ pub struct NodePorts;
 impl FilterPlugin for NodePorts {
     fn name(&self) -> &'static str {
         "NodePorts"
+    }
+    fn pre_filter(
+        &self,
+        pod: &PodInfo,
+        _: &Snapshot,
+        state: &mut CycleState,
+    ) -> Result<(), String> {
+        if pod.host_ports.is_empty() {
+            state.skip_filter(self.name());
+        }
+        Ok(())
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Result<(), Reasons> {
         let clash = pod

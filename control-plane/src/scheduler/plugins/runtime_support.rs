@@ -14,7 +14,7 @@
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::scheduler::framework::{CycleState, FilterPlugin, Reasons};
-use crate::scheduler::snapshot::{NodeInfo, PodInfo};
+use crate::scheduler::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// Which runtimes a pod needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,6 +97,17 @@ pub struct RuntimeSupport;
 impl FilterPlugin for RuntimeSupport {
     fn name(&self) -> &'static str {
         "RuntimeSupport"
+    }
+    fn pre_filter(
+        &self,
+        pod: &PodInfo,
+        _: &Snapshot,
+        state: &mut CycleState,
+    ) -> Result<(), String> {
+        if !pod.runtime.wasm && !pod.runtime.oci {
+            state.skip_filter(self.name());
+        }
+        Ok(())
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo, _: &CycleState) -> Result<(), Reasons> {
         if pod.runtime.wasm && !node.runs_wasm {

@@ -1,7 +1,10 @@
 //! PodTopologySpread: Filter enforces `whenUnsatisfiable: DoNotSchedule`
 //! constraints (maxSkew, minDomains, matchLabelKeys, nodeAffinityPolicy
 //! Honor); Score prefers domains with fewer matching pods for
-//! `ScheduleAnyway` constraints.
+//! `ScheduleAnyway` constraints. PreFilter/PreScore count matching pods per
+//! domain from the snapshot's indexes (domains from the node label index,
+//! pods only on the nodes holding the selector's labels) and tabulate each
+//! node's answer, so Filter and Score read one slot per node.
 
 use std::collections::HashMap;
 
@@ -9,7 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::node_affinity::node_matches_pod;
 use crate::controllers::runtime::selector::selector_matches;
-use crate::scheduler::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, Reasons, ScorePlugin};
+use crate::scheduler::framework::{
+    CycleState, FilterPlugin, MAX_NODE_SCORE, NodeTable, Reasons, ScorePlugin,
+};
 use crate::scheduler::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// One constraint with its per-domain counts of matching pods.
@@ -17,6 +22,7 @@ use crate::scheduler::snapshot::{NodeInfo, PodInfo, Snapshot};
 pub struct DomainCounts {
     pub topology_key: String,
     pub max_skew: i64,
+    /// Domains holding matching pods (absent: none).
     pub counts: HashMap<String, i64>,
     /// Lowest count over eligible domains (0 when fewer than minDomains).
     pub min: i64,
@@ -24,10 +30,89 @@ pub struct DomainCounts {
     pub self_match: bool,
 }
 
-/// PreFilter/PreScore state: one entry per constraint.
+/// How a node fares against the hard constraints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    Fits,
+    /// Placing the pod there would exceed a constraint's maxSkew.
+    Skew,
+    /// The node lacks a constraint's topology key.
+    MissingLabel,
+}
+
+const SKEW: &str = "node(s) didn't match pod topology spread constraints";
+const MISSING_LABEL: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+
+/// PreFilter/PreScore state: one entry per constraint, plus per node the
+/// Filter's answer (hard) or the Score's raw count (soft).
 #[derive(Debug, Default)]
 pub struct SpreadState {
     pub constraints: Vec<DomainCounts>,
+    pub fits: Option<NodeTable<Fit>>,
+    pub scores: Option<NodeTable<i64>>,
+}
+
+impl DomainCounts {
+    /// Whether a node in a domain holding `count` matching pods takes the pod.
+    fn fit(&self, count: i64) -> Fit {
+        if count + i64::from(self.self_match) - self.min > self.max_skew {
+            Fit::Skew
+        } else {
+            Fit::Fits
+        }
+    }
+
+    /// The node's answer, from its labels (the slow path).
+    fn fit_node(&self, node: &NodeInfo) -> Fit {
+        match node.labels.get(&self.topology_key) {
+            None => Fit::MissingLabel,
+            Some(v) => self.fit(self.counts.get(v).copied().unwrap_or(0)),
+        }
+    }
+}
+
+/// Every node's answer to the constraints (the first failing one decides).
+fn fits_table(st: &SpreadState, snap: &Snapshot) -> NodeTable<Fit> {
+    let index = snap.node_labels();
+    let mut table = NodeTable::new(snap, Fit::Fits);
+    let mut this = vec![Fit::MissingLabel; snap.nodes().len()];
+    for c in &st.constraints {
+        this.fill(Fit::MissingLabel);
+        let empty = c.fit(0);
+        for (_, positions) in index.values(&c.topology_key) {
+            for &p in positions {
+                this[p] = empty;
+            }
+        }
+        for (value, &count) in &c.counts {
+            let fit = c.fit(count);
+            for &p in index.nodes(&c.topology_key, value) {
+                this[p] = fit;
+            }
+        }
+        for (t, f) in table.values_mut().iter_mut().zip(&this) {
+            if *t == Fit::Fits {
+                *t = *f;
+            }
+        }
+    }
+    table
+}
+
+/// Every node's raw score: the matching pods in its domains.
+fn scores_table(st: &SpreadState, snap: &Snapshot) -> NodeTable<i64> {
+    let mut table = NodeTable::new(snap, 0i64);
+    for c in &st.constraints {
+        for (value, &count) in &c.counts {
+            for &p in snap.node_labels().nodes(&c.topology_key, value) {
+                if let Some(s) = table.at_mut(p) {
+                    *s += count;
+                }
+            }
+        }
+    }
+    table
 }
 
 fn compute(pod: &PodInfo, snap: &Snapshot, hard: bool) -> Option<SpreadState> {
@@ -36,6 +121,8 @@ fn compute(pod: &PodInfo, snap: &Snapshot, hard: bool) -> Option<SpreadState> {
     } else {
         "ScheduleAnyway"
     };
+    let nodes = snap.nodes();
+    let constrained = !pod.node_selector.is_empty() || pod.required_node_affinity.is_some();
     let mut out = SpreadState::default();
     for c in pod.spread.iter().filter(|c| c.when_unsatisfiable == wanted) {
         let mut selector = c.label_selector.clone().unwrap_or_default();
@@ -48,24 +135,42 @@ fn compute(pod: &PodInfo, snap: &Snapshot, hard: bool) -> Option<SpreadState> {
             }
         }
         let has_selector = c.label_selector.is_some();
-        let honor_affinity = c.node_affinity_policy.as_deref() != Some("Ignore");
+        // Under nodeAffinityPolicy Honor only nodes the pod may go to count.
+        let honor = constrained && c.node_affinity_policy.as_deref() != Some("Ignore");
+        let key = c.topology_key.as_str();
+        // Eligible domains: values of the key on nodes that count.
+        let domains = snap
+            .node_labels()
+            .values(key)
+            .filter(|(_, at)| !honor || at.iter().any(|&i| node_matches_pod(pod, &nodes[i])))
+            .count();
+        // Matching pods, on the nodes that can hold them.
         let mut counts: HashMap<String, i64> = HashMap::new();
-        for node in snap.nodes() {
-            let Some(value) = node.labels.get(&c.topology_key) else {
-                continue;
-            };
-            if honor_affinity && !node_matches_pod(pod, node) {
-                continue;
+        if has_selector {
+            let positions = snap
+                .pod_labels()
+                .candidates(&pod.namespace, &selector)
+                .unwrap_or_else(|| (0..nodes.len()).collect());
+            for i in positions {
+                let node = &nodes[i];
+                let Some(value) = node.labels.get(key) else {
+                    continue;
+                };
+                if honor && !node_matches_pod(pod, node) {
+                    continue;
+                }
+                let n = count_matching(node, &pod.namespace, &selector);
+                if n > 0 {
+                    *counts.entry(value.clone()).or_default() += n;
+                }
             }
-            let n = if has_selector {
-                count_matching(node, &pod.namespace, &selector)
-            } else {
-                0
-            };
-            *counts.entry(value.clone()).or_default() += n;
         }
-        let mut min = counts.values().copied().min().unwrap_or(0);
-        if (counts.len() as i64) < i64::from(c.min_domains.unwrap_or(1)) {
+        let mut min = if counts.len() < domains {
+            0
+        } else {
+            counts.values().copied().min().unwrap_or(0)
+        };
+        if (domains as i64) < i64::from(c.min_domains.unwrap_or(1)) {
             min = 0;
         }
         out.constraints.push(DomainCounts {
@@ -99,31 +204,32 @@ impl FilterPlugin for PodTopologySpread {
         snap: &Snapshot,
         state: &mut CycleState,
     ) -> Result<(), String> {
-        if !pod.spread.is_empty() {
-            state.spread = compute(pod, snap, true);
+        let mut spread = compute(pod, snap, true);
+        match &mut spread {
+            Some(st) => st.fits = Some(fits_table(st, snap)),
+            None => state.skip_filter(FilterPlugin::name(self)),
         }
+        state.spread = spread;
         Ok(())
     }
     fn filter(&self, _: &PodInfo, node: &NodeInfo, state: &CycleState) -> Result<(), Reasons> {
         let Some(st) = &state.spread else {
             return Ok(());
         };
-        for c in &st.constraints {
-            let Some(value) = node.labels.get(&c.topology_key) else {
-                return Err(vec![
-                    "node(s) didn't match pod topology spread constraints (missing required label)"
-                        .into(),
-                ]);
-            };
-            let here = c.counts.get(value).copied().unwrap_or(0);
-            let skew = here + i64::from(c.self_match) - c.min;
-            if skew > c.max_skew {
-                return Err(vec![
-                    "node(s) didn't match pod topology spread constraints".into(),
-                ]);
-            }
+        let fit = match st.fits.as_ref().and_then(|t| t.get(node)) {
+            Some(f) => *f,
+            None => st
+                .constraints
+                .iter()
+                .map(|c| c.fit_node(node))
+                .find(|f| *f != Fit::Fits)
+                .unwrap_or(Fit::Fits),
+        };
+        match fit {
+            Fit::Fits => Ok(()),
+            Fit::Skew => Err(vec![SKEW.into()]),
+            Fit::MissingLabel => Err(vec![MISSING_LABEL.into()]),
         }
-        Ok(())
     }
     fn resolvable_by_preemption(&self) -> bool {
         true
@@ -138,13 +244,20 @@ impl ScorePlugin for PodTopologySpread {
         if pod.spread.is_empty() {
             return false;
         }
-        state.soft_spread = compute(pod, snap, false);
+        let mut spread = compute(pod, snap, false);
+        if let Some(st) = &mut spread {
+            st.scores = Some(scores_table(st, snap));
+        }
+        state.soft_spread = spread;
         state.soft_spread.is_some()
     }
     fn score(&self, _: &PodInfo, node: &NodeInfo, _: &Snapshot, state: &CycleState) -> i64 {
         let Some(st) = &state.soft_spread else {
             return 0;
         };
+        if let Some(s) = st.scores.as_ref().and_then(|t| t.get(node)) {
+            return *s;
+        }
         st.constraints
             .iter()
             .map(|c| {

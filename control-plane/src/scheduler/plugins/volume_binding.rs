@@ -21,6 +21,10 @@ impl FilterPlugin for VolumeBinding {
         snap: &Snapshot,
         state: &mut CycleState,
     ) -> Result<(), String> {
+        if pod.pvcs.is_empty() {
+            state.skip_filter(self.name());
+            return Ok(());
+        }
         let mut affinities = Vec::new();
         for claim in &pod.pvcs {
             let key = format!("{}/{}", pod.namespace, claim);
