@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod controllers;
+pub mod duration;
 pub mod join;
 pub mod pki;
 pub mod scheduler;

@@ -30,6 +30,8 @@ pub struct ControlPlaneOptions {
     pub advertise_url: Option<String>,
     /// Where the audit log goes (default: DATA_DIR/audit.log).
     pub audit_log: Option<PathBuf>,
+    pub scheduler: scheduler::SchedulerConfig,
+    pub controllers: controllers::ControllersConfig,
 }
 
 /// A running control-plane member.
@@ -116,16 +118,18 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     {
         let (client, shutdown) = (client.clone(), shutdown.clone());
+        let config = options.scheduler.clone();
         tasks.spawn(async move {
-            scheduler::run(client, scheduler::SchedulerConfig::default(), shutdown)
+            scheduler::run(client, config, shutdown)
                 .await
                 .context("scheduler failed")
         });
     }
     {
         let (client, shutdown) = (client.clone(), shutdown.clone());
+        let config = options.controllers.clone();
         tasks.spawn(async move {
-            controllers::run(client, controllers::ControllersConfig::default(), shutdown)
+            controllers::run(client, config, shutdown)
                 .await
                 .context("controllers failed")
         });

@@ -1,6 +1,7 @@
 //! The long-running commands of the binary (`up`, `server`, `node`) and the
 //! store maintenance verbs; each file wires library crates together.
 
+pub mod components;
 pub mod control_plane;
 pub mod data_dir;
 pub mod node;

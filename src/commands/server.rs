@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::components::ComponentArgs;
 use super::control_plane::{self, ControlPlaneOptions};
 use super::data_dir::default_data_dir;
 use super::shutdown;
@@ -34,9 +35,13 @@ pub struct ServerArgs {
     /// The URL other members reach this one at (default: https://LISTEN).
     #[arg(long, value_name = "URL")]
     advertise_url: Option<String>,
+    #[command(flatten)]
+    components: ComponentArgs,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let scheduler = args.components.scheduler()?;
+    let controllers = args.components.controllers();
     let shutdown = shutdown::on_signal();
     let control_plane = control_plane::start(
         ControlPlaneOptions {
@@ -48,6 +53,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             join_token: args.token,
             advertise_url: args.advertise_url,
             audit_log: args.audit_log_path,
+            scheduler,
+            controllers,
         },
         shutdown.clone(),
     )

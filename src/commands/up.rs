@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::components::ComponentArgs;
 use super::control_plane::{self, ControlPlaneOptions};
 use super::data_dir::default_data_dir;
 use super::shutdown;
@@ -34,10 +35,14 @@ pub struct UpArgs {
     /// How long past revisions stay readable and watchable.
     #[arg(long, default_value = "300", value_name = "SECONDS")]
     history_window_seconds: u64,
+    #[command(flatten)]
+    components: ComponentArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let scheduler = args.components.scheduler()?;
+    let controllers = args.components.controllers();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let shutdown = shutdown::on_signal();
     let mut control_plane = control_plane::start(
@@ -50,6 +55,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             join_token: None,
             advertise_url: None,
             audit_log: args.audit_log_path,
+            scheduler,
+            controllers,
         },
         shutdown.clone(),
     )

@@ -13,6 +13,7 @@ mod kubectl_scenario;
 mod node_streams;
 mod python_client;
 mod rollout;
+mod scheduler_extender;
 mod store_backup;
 mod wasm_pods;
 mod workload_sets;

@@ -62,9 +62,10 @@ pub struct ControllersConfig {
     pub workers: usize,
     /// A node whose heartbeat is older than this becomes Unknown (default 40 s).
     pub node_monitor_grace_period: Duration,
-    /// How long pods tolerate not-ready/unreachable nodes when they carry no
-    /// toleration of their own (default 300 s, like DefaultTolerationSeconds).
-    pub default_toleration_seconds: i64,
+    /// How long pods tolerate not-ready and unreachable nodes when they
+    /// carry no toleration of their own (default 300 s each, like
+    /// DefaultTolerationSeconds).
+    pub default_toleration_seconds: node_lifecycle::DefaultTolerationSeconds,
     /// First wait before a Job replaces a failed pod, doubled per further
     /// failure up to six minutes (default 10 s, as Kubernetes).
     pub job_pod_failure_backoff: Duration,
@@ -86,7 +87,7 @@ impl Default for ControllersConfig {
         Self {
             workers: 2,
             node_monitor_grace_period: Duration::from_secs(40),
-            default_toleration_seconds: 300,
+            default_toleration_seconds: Default::default(),
             job_pod_failure_backoff: Duration::from_secs(10),
             node_monitor_period: Duration::from_secs(5),
             hpa_sync_period: Duration::from_secs(15),

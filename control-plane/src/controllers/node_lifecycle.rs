@@ -3,7 +3,10 @@
 //! conditions Unknown after the grace period (default 40 s), keeps the
 //! `not-ready`/`unreachable` NoSchedule+NoExecute taints in line with the
 //! Ready condition, and evicts pods from NoExecute-tainted nodes once their
-//! tolerationSeconds (default 300 s when a pod has no toleration) run out.
+//! tolerationSeconds run out (when a pod has no toleration of its own, the
+//! `--default-not-ready-toleration-seconds` / `--default-unreachable-toleration-seconds`
+//! of `DefaultTolerationSeconds`, 300 s each; skiff applies them here
+//! rather than writing the tolerations into pods at admission).
 //! Heartbeat ages are judged by this process's clock when it observes a
 //! change, as kube-controller-manager does; a restart grants a fresh grace.
 
@@ -27,6 +30,23 @@ use crate::scheduler::plugins::taint_toleration::toleration_matches;
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// Taint for nodes whose Ready condition is Unknown.
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// How long a pod without a matching toleration stays on a node tainted
+/// not-ready or unreachable (kube-apiserver's DefaultTolerationSeconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultTolerationSeconds {
+    pub not_ready: i64,
+    pub unreachable: i64,
+}
+
+impl Default for DefaultTolerationSeconds {
+    fn default() -> Self {
+        Self {
+            not_ready: 300,
+            unreachable: 300,
+        }
+    }
+}
 
 /// When each node's heartbeat last changed, by our clock.
 #[derive(Default)]
@@ -139,7 +159,7 @@ pub fn condition_taints(ready: Option<&str>, existing: &[Taint], now: Timestamp)
 pub fn eviction_deadline(
     pod: &Pod,
     taints: &[Taint],
-    default_secs: i64,
+    defaults: DefaultTolerationSeconds,
     now: Timestamp,
 ) -> Option<i64> {
     let tolerations = pod
@@ -155,7 +175,8 @@ pub fn eviction_deadline(
                 Some(s) => s.max(0),
                 None => continue,
             },
-            None if t.key == NOT_READY || t.key == UNREACHABLE => default_secs,
+            None if t.key == NOT_READY => defaults.not_ready,
+            None if t.key == UNREACHABLE => defaults.unreachable,
             None => 0,
         };
         let d = added + secs;
@@ -328,10 +349,19 @@ mod tests {
     fn eviction_deadlines() {
         let now = Timestamp::now();
         let taints = condition_taints(Some("Unknown"), &[], now);
+        let defaults = DefaultTolerationSeconds {
+            not_ready: 30,
+            unreachable: 300,
+        };
         let plain = Pod::default();
         assert_eq!(
-            eviction_deadline(&plain, &taints, 300, now),
+            eviction_deadline(&plain, &taints, defaults, now),
             Some(now.as_second() + 300)
+        );
+        let not_ready = condition_taints(Some("False"), &[], now);
+        assert_eq!(
+            eviction_deadline(&plain, &not_ready, defaults, now),
+            Some(now.as_second() + 30)
         );
         let tolerant = Pod {
             spec: Some(PodSpec {
@@ -347,7 +377,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            eviction_deadline(&tolerant, &taints, 300, now),
+            eviction_deadline(&tolerant, &taints, defaults, now),
             Some(now.as_second() + 5)
         );
         let forever = Pod {
@@ -360,6 +390,6 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(eviction_deadline(&forever, &taints, 300, now), None);
+        assert_eq!(eviction_deadline(&forever, &taints, defaults, now), None);
     }
 }

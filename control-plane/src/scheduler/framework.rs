@@ -1,8 +1,9 @@
 //! The scheduling framework: the `FilterPlugin` and `ScorePlugin` traits,
 //! the `Profile` (which plugins, which weights) and the pure cycle
-//! `schedule(pod, &snapshot, &profile) -> Result<NodeName, Unschedulable>`.
-//! The per-pod `CycleState` computed once before filtering lives in
-//! `cycle_state.rs`.
+//! `schedule(pod, &snapshot, &profile) -> Result<NodeName, Unschedulable>`,
+//! also available as its two halves `filter` and `select` so extenders
+//! can run between them. The per-pod `CycleState` computed once before
+//! filtering lives in `cycle_state.rs`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -136,12 +137,38 @@ fn xorshift(state: &mut u64) -> u64 {
 /// One scheduling cycle: PreFilter, Filter (stopping once enough nodes are
 /// feasible, starting at a per-pod offset), PreScore, Score, normalize,
 /// weighted sum, highest wins with ties broken at random (seeded by the pod,
-/// so the cycle is a pure function of its inputs).
+/// so the cycle is a pure function of its inputs). The same as `filter`
+/// then `select` with nothing added; the scheduler runs extenders between
+/// the two (`extender::schedule_with_extenders`).
 pub fn schedule(
     pod: &PodInfo,
     snap: &Snapshot,
     profile: &Profile,
 ) -> Result<NodeName, Unschedulable> {
+    let mut filtered = filter(pod, snap, profile)?;
+    match select(pod, snap, profile, &mut filtered, &[]) {
+        Some(node) => Ok(node),
+        None => Err(diagnose(pod, snap, &filtered.state, profile)),
+    }
+}
+
+/// What the filter phase leaves for scoring: the pod's cycle state and
+/// the nodes that passed every filter.
+pub struct Filtered<'a> {
+    pub state: CycleState,
+    /// Feasible nodes; a later step (an extender) may remove some.
+    pub feasible: Vec<&'a NodeInfo>,
+    seed: u64,
+}
+
+/// The first half of the cycle: PreFilter, then Filter until enough nodes
+/// are feasible. No feasible node is an `Unschedulable` naming each
+/// node's reason.
+pub fn filter<'a>(
+    pod: &PodInfo,
+    snap: &'a Snapshot,
+    profile: &Profile,
+) -> Result<Filtered<'a>, Unschedulable> {
     let mut state = CycleState::default();
     for f in &profile.filters {
         if let Err(msg) = f.pre_filter(pod, snap, &mut state) {
@@ -152,14 +179,40 @@ pub fn schedule(
             });
         }
     }
-    let mut rng = pod_seed(pod);
-    let feasible = find_feasible(pod, snap, &state, profile, rng);
+    let seed = pod_seed(pod);
+    let feasible = find_feasible(pod, snap, &state, profile, seed);
+    if feasible.is_empty() {
+        return Err(diagnose(pod, snap, &state, profile));
+    }
+    Ok(Filtered {
+        state,
+        feasible,
+        seed,
+    })
+}
+
+/// The second half: scores the feasible nodes, adds `extra` (one value
+/// per feasible node, e.g. extender scores; may be empty), and picks the
+/// highest. A single feasible node is chosen without scoring; None when
+/// none is left.
+pub fn select(
+    pod: &PodInfo,
+    snap: &Snapshot,
+    profile: &Profile,
+    filtered: &mut Filtered<'_>,
+    extra: &[i64],
+) -> Option<NodeName> {
+    let feasible = &filtered.feasible;
     match feasible.len() {
-        0 => return Err(diagnose(pod, snap, &state, profile)),
-        1 => return Ok(feasible[0].name.clone()),
+        0 => return None,
+        1 => return Some(feasible[0].name.clone()),
         _ => {}
     }
-    let totals = score_nodes(pod, snap, &feasible, profile, &mut state);
+    let mut totals = score_nodes(pod, snap, feasible, profile, &mut filtered.state);
+    for (t, e) in totals.iter_mut().zip(extra) {
+        *t += e;
+    }
+    let mut rng = filtered.seed;
     let mut best = i64::MIN;
     let mut chosen = 0;
     let mut ties = 0u64;
@@ -175,7 +228,7 @@ pub fn schedule(
             }
         }
     }
-    Ok(feasible[chosen].name.clone())
+    Some(feasible[chosen].name.clone())
 }
 
 /// Filters nodes, starting at an offset drawn from `seed`, until

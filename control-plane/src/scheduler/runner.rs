@@ -2,8 +2,12 @@
 //! pending pods from the `SchedulingQueue`, runs the pure cycle, assumes the
 //! result in the snapshot (so a burst never overcommits a node before the
 //! watch catches up) and binds through `pods/binding` with bounded
-//! concurrency. Failures become a FailedScheduling event and a
-//! PodScheduled=False condition; the pod is parked until the cluster changes.
+//! concurrency. Pods some configured extender is interested in go through
+//! `extender::schedule_with_extenders` instead, which awaits the extenders'
+//! HTTP calls between filtering and scoring (serially, as kube-scheduler's
+//! cycle). Failures become a FailedScheduling event and a PodScheduled=False
+//! condition; an unschedulable pod is parked until the cluster changes, one
+//! an extender failed for is retried after its back-off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,9 +24,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::config::{SchedulerConfig, SchedulerError};
-use super::framework::{Profile, schedule};
+use super::extender::{CycleError, Extender, schedule_with_extenders};
+use super::framework::{NodeName, Profile, schedule};
 use super::preemption;
 use super::queue::SchedulingQueue;
 use super::snapshot::{ClaimInfo, NodeInfo, PodInfo, Snapshot, VolumeIndex};
@@ -65,6 +71,7 @@ struct Loop {
     client: Client,
     config: SchedulerConfig,
     profile: Profile,
+    extenders: Vec<Extender>,
     snap: Snapshot,
     queue: SchedulingQueue,
     /// Pods placed by us whose binding the watch has not confirmed yet.
@@ -98,6 +105,12 @@ async fn run_leader(
     config: SchedulerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
+    let extenders = config
+        .extenders
+        .iter()
+        .map(Extender::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SchedulerError::Config(e.to_string()))?;
     let sd = shutdown.clone();
     let inf = Informers {
         pods: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
@@ -123,6 +136,7 @@ async fn run_leader(
         events: EventRecorder::new(client.clone(), &component),
         binds: Arc::new(Semaphore::new(config.bind_concurrency.max(1))),
         profile: config.profile.build(),
+        extenders,
         queue: SchedulingQueue::new(config.queue.clone()),
         snap: Snapshot::default(),
         assumed: HashMap::new(),
@@ -165,7 +179,7 @@ async fn run_leader(
             let Some((key, pod)) = lp.queue.pop() else {
                 break;
             };
-            lp.schedule_one(key, pod);
+            lp.schedule_one(key, pod).await;
             n += 1;
         }
         if n > 0 {
@@ -352,18 +366,19 @@ impl Loop {
         false
     }
 
-    fn schedule_one(&mut self, key: String, pod: Arc<Pod>) {
+    async fn schedule_one(&mut self, key: String, pod: Arc<Pod>) {
         let info = PodInfo::from_pod(&pod);
         let span = tracing::debug_span!("schedule", pod = %key);
+        let decision = self.decide(&pod, &info).instrument(span.clone()).await;
         let _g = span.enter();
-        match schedule(&info, &self.snap, &self.profile) {
+        match decision {
             Ok(node) => {
                 self.queue.succeeded(&key);
                 self.snap.place_pod(Arc::new(info), &node);
                 self.assumed.insert(key.clone(), node.clone());
                 self.spawn_bind(key, pod, node);
             }
-            Err(u) => {
+            Err(CycleError::Unschedulable(u)) => {
                 let message = u.to_string();
                 tracing::debug!(%message, "pod is unschedulable");
                 if self.config.preemption
@@ -377,10 +392,25 @@ impl Loop {
                         plan,
                     );
                 }
-                self.spawn_report_failure(pod, message);
+                self.spawn_report_failure(pod, "Unschedulable", message);
                 self.queue.park(key, true);
             }
+            Err(CycleError::Extender(e)) => {
+                let message = e.to_string();
+                tracing::info!(%message, "extender failed; retrying after back-off");
+                self.spawn_report_failure(pod, "SchedulerError", message);
+                self.queue.park(key, false);
+            }
         }
+    }
+
+    /// The cycle: the pure one, or the one with extenders when one wants the pod.
+    async fn decide(&self, pod: &Pod, info: &PodInfo) -> Result<NodeName, CycleError> {
+        if !self.extenders.iter().any(|e| e.is_interested(pod)) {
+            return schedule(info, &self.snap, &self.profile).map_err(CycleError::Unschedulable);
+        }
+        let nodes = self.inf.nodes.cache();
+        schedule_with_extenders(pod, info, &self.snap, &self.profile, &self.extenders, nodes).await
     }
 
     fn pdbs(&self) -> Vec<preemption::Budget> {
@@ -461,14 +491,16 @@ impl Loop {
         });
     }
 
-    fn spawn_report_failure(&self, pod: Arc<Pod>, message: String) {
+    /// Records FailedScheduling and sets PodScheduled=False with `reason`
+    /// (Unschedulable, or SchedulerError when an extender failed).
+    fn spawn_report_failure(&self, pod: Arc<Pod>, reason: &'static str, message: String) {
         let client = self.client.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
             events
                 .record(pod.as_ref(), "Warning", "FailedScheduling", &message)
                 .await;
-            if let Err(e) = set_unschedulable(&client, &pod, &message).await {
+            if let Err(e) = set_unschedulable(&client, &pod, reason, &message).await {
                 tracing::debug!(pod = %pod_key(&pod), error = %e, "could not write PodScheduled condition");
             }
         });
@@ -513,13 +545,21 @@ async fn bind(
     Ok(())
 }
 
-/// Writes PodScheduled=False/Unschedulable with `message` (resourceVersion-guarded).
-async fn set_unschedulable(client: &Client, pod: &Pod, message: &str) -> Result<(), kube::Error> {
+/// Writes PodScheduled=False with `reason` and `message` (resourceVersion-guarded).
+async fn set_unschedulable(
+    client: &Client,
+    pod: &Pod,
+    reason: &str,
+    message: &str,
+) -> Result<(), kube::Error> {
     let mut pod = pod.clone();
     let status = pod.status.get_or_insert_with(Default::default);
     let conds = status.conditions.get_or_insert_with(Vec::new);
     if conds.iter().any(|c| {
-        c.type_ == "PodScheduled" && c.status == "False" && c.message.as_deref() == Some(message)
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some(reason)
+            && c.message.as_deref() == Some(message)
     }) {
         return Ok(());
     }
@@ -527,7 +567,7 @@ async fn set_unschedulable(client: &Client, pod: &Pod, message: &str) -> Result<
     conds.push(PodCondition {
         type_: "PodScheduled".into(),
         status: "False".into(),
-        reason: Some("Unschedulable".into()),
+        reason: Some(reason.into()),
         message: Some(message.into()),
         last_transition_time: Some(Time(Timestamp::now())),
         ..Default::default()

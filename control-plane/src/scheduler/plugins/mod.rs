@@ -40,6 +40,9 @@ pub struct ProfileConfig {
     /// Score plugin name → weight.
     pub weights: std::collections::BTreeMap<String, i64>,
     pub percentage_of_nodes_to_score: Option<u32>,
+    /// Extended resources NodeResourcesFit does not check (left to an
+    /// extender; NodeResourcesFitArgs.ignoredResources).
+    pub ignored_resources: Vec<String>,
 }
 
 impl ProfileConfig {
@@ -53,7 +56,9 @@ impl ProfileConfig {
             Box::new(node_affinity::NodeAffinity),
             Box::new(runtime_support::RuntimeSupport),
             Box::new(node_basic::NodePorts),
-            Box::new(resources_fit::NodeResourcesFit),
+            Box::new(resources_fit::NodeResourcesFit::ignoring(
+                self.ignored_resources.iter().cloned(),
+            )),
             Box::new(volume_binding::VolumeBinding),
             Box::new(topology_spread::PodTopologySpread),
             Box::new(inter_pod_affinity::InterPodAffinity),

@@ -7,7 +7,20 @@ use crate::scheduler::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, Reas
 use crate::scheduler::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 /// Rejects nodes without room for the pod's requests.
-pub struct NodeResourcesFit;
+#[derive(Default)]
+pub struct NodeResourcesFit {
+    /// Extended resources left unchecked (an extender manages them).
+    ignored: Vec<String>,
+}
+
+impl NodeResourcesFit {
+    /// A fit check that leaves these extended resources out.
+    pub fn ignoring(resources: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            ignored: resources.into_iter().collect(),
+        }
+    }
+}
 
 impl FilterPlugin for NodeResourcesFit {
     fn name(&self) -> &'static str {
@@ -31,6 +44,9 @@ impl FilterPlugin for NodeResourcesFit {
             reasons.push("Insufficient ephemeral-storage".into());
         }
         for (name, want) in &p.scalar {
+            if self.ignored.contains(name) {
+                continue;
+            }
             let have = a.scalar.get(name).copied().unwrap_or(0);
             let used = r.scalar.get(name).copied().unwrap_or(0);
             if *want > 0 && *want > have - used {
@@ -136,17 +152,19 @@ mod tests {
         let mut n = node("n1", 1000, 1 << 30);
         n.add_pod(Arc::new(pod_req("a", 800, 0)));
         let st = CycleState::default();
-        let err = NodeResourcesFit
+        let err = NodeResourcesFit::default()
             .filter(&pod_req("p", 300, 2 << 30), &n, &st)
             .unwrap_err();
         assert_eq!(err, vec!["Insufficient cpu", "Insufficient memory"]);
         assert!(
-            NodeResourcesFit
+            NodeResourcesFit::default()
                 .filter(&pod_req("p", 200, 0), &n, &st)
                 .is_ok()
         );
         n.allocatable.pods = 1;
-        let err = NodeResourcesFit.filter(&pod("p"), &n, &st).unwrap_err();
+        let err = NodeResourcesFit::default()
+            .filter(&pod("p"), &n, &st)
+            .unwrap_err();
         assert_eq!(err, vec!["Too many pods"]);
     }
 
@@ -156,10 +174,12 @@ mod tests {
         let mut p = pod("p");
         p.requests.scalar.insert("example.com/gpu".into(), 1);
         let st = CycleState::default();
-        let err = NodeResourcesFit.filter(&p, &n, &st).unwrap_err();
+        let err = NodeResourcesFit::default().filter(&p, &n, &st).unwrap_err();
         assert_eq!(err, vec!["Insufficient example.com/gpu"]);
+        let ignoring = NodeResourcesFit::ignoring(["example.com/gpu".to_string()]);
+        assert!(ignoring.filter(&p, &n, &st).is_ok());
         n.allocatable.scalar.insert("example.com/gpu".into(), 2);
-        assert!(NodeResourcesFit.filter(&p, &n, &st).is_ok());
+        assert!(NodeResourcesFit::default().filter(&p, &n, &st).is_ok());
     }
 
     #[test]
