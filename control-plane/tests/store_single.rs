@@ -378,3 +378,55 @@ async fn snapshots_and_log_purge_keep_state_and_history_across_restart() {
     assert_eq!(next_event(&mut watch).await.unwrap().revision(), 11);
     store.shutdown().await;
 }
+
+/// Concurrent writers share Raft entries (see the store's batcher), yet each
+/// write keeps its own revision and outcome: creates of one key race, exactly
+/// one wins, and the watch sees every revision once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_keep_one_revision_and_outcome_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let mut watch = store.watch("/registry/", 0).await.unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let store = store.clone();
+        writers.spawn(async move {
+            let mine = store
+                .create(&format!("/registry/k/{i}"), i.to_le_bytes().to_vec())
+                .await
+                .unwrap();
+            let race = store
+                .create("/registry/race", i.to_le_bytes().to_vec())
+                .await;
+            (mine.mod_revision, race)
+        });
+    }
+    let mut revisions = Vec::new();
+    let mut winners = 0;
+    while let Some(done) = writers.join_next().await {
+        let (revision, race) = done.unwrap();
+        revisions.push(revision);
+        match race {
+            Ok(kv) => {
+                winners += 1;
+                revisions.push(kv.mod_revision);
+            }
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => panic!("unexpected outcome of a racing create: {e}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    revisions.sort_unstable();
+    assert_eq!(revisions, (1..=201).collect::<Vec<_>>());
+    assert_eq!(store.current_revision(), 201);
+    let mut expected = 1;
+    while expected <= 201 {
+        match next_event(&mut watch).await.unwrap() {
+            WatchEvent::Progress { .. } => {}
+            event => {
+                assert_eq!(event.revision(), expected);
+                expected += 1;
+            }
+        }
+    }
+}

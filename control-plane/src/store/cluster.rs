@@ -134,7 +134,10 @@ impl Store {
     }
 
     /// Commits a write only if this member leads (the target of forwarded writes).
-    pub(super) async fn write_as_leader(&self, command: Command) -> Result<TxnOutcome, StoreError> {
+    pub(super) async fn write_as_leader(
+        &self,
+        command: Command,
+    ) -> Result<Vec<TxnOutcome>, StoreError> {
         match self.inner.raft.client_write(command).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::Fatal(e)) => Err(fatal(&e)),
@@ -150,9 +153,9 @@ impl Store {
         leader: NodeId,
         url: &str,
         command: &Command,
-    ) -> Result<Option<TxnOutcome>, StoreError> {
+    ) -> Result<Option<Vec<TxnOutcome>>, StoreError> {
         let transport = &*self.inner.transport;
-        match rpc::<_, TxnOutcome, StoreError>(
+        match rpc::<_, Vec<TxnOutcome>, StoreError>(
             transport,
             leader,
             url,

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::raft_types::{Command, NodeId, TypeConfig, decode, encode};
 use super::{Store, StoreError};
 
+/// Largest Raft RPC body a member accepts.
+const RPC_BODY_LIMIT: usize = 256 << 20;
+
 /// A membership change sent to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MembershipOp {
@@ -35,6 +38,9 @@ pub fn router(store: Store) -> Router {
         .route("/write", post(write))
         .route("/read-index", post(read_index))
         .route("/membership", post(membership))
+        // Members are authenticated; an AppendEntries of 64 batch entries or
+        // a snapshot chunk is far above axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(RPC_BODY_LIMIT))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 let token = token.clone();

@@ -36,6 +36,17 @@ enum WriteOp {
     ),
 }
 
+impl WriteOp {
+    /// Whether the batch holding this op must reach disk before it is acknowledged.
+    fn needs_fsync(&self) -> bool {
+        match self {
+            WriteOp::Append(..) | WriteOp::Truncate(_) => true,
+            WriteOp::Meta(_, _, done) => done.is_some(),
+            WriteOp::Purge(_) => false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Tail {
     entries: BTreeMap<u64, Entry>,
@@ -192,7 +203,13 @@ fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>) {
 // redb::Error is large; batches fail rarely and are not on a hot error path.
 #[allow(clippy::result_large_err)]
 fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    if !batch.iter().any(WriteOp::needs_fsync) {
+        // Only the committed id or a purge: neither needs to survive a crash
+        // (openraft re-derives the committed id; a purge lost is a longer log),
+        // so no fsync. The next durable commit persists these too, in order.
+        txn.set_durability(redb::Durability::None);
+    }
     {
         let mut log = txn.open_table(LOG)?;
         let mut meta = txn.open_table(META)?;

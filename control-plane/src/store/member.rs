@@ -97,7 +97,10 @@ impl Store {
             election_timeout_max: 2 * options.election_timeout.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
             max_in_snapshot_log_to_keep: options.log_keep,
-            max_payload_entries: 1000,
+            // Entries may be batches of up to ~1 MiB (see `batcher`): keep
+            // an AppendEntries request well under the RPC body limit.
+            max_payload_entries: 64,
+            snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         };
         let raft_config = Arc::new(
@@ -117,6 +120,7 @@ impl Store {
         let raft = Raft::new(config.node_id, raft_config, network, log, sm)
             .await
             .map_err(|e| StoreError::Storage(format!("starting raft: {e}")))?;
+        let (batch_queue, batch_queue_rx) = tokio::sync::mpsc::unbounded_channel();
         let store = Store {
             inner: Arc::new(Inner {
                 raft,
@@ -127,8 +131,10 @@ impl Store {
                 config,
                 options,
                 shutdown: CancellationToken::new(),
+                batch_queue,
             }),
         };
+        super::batcher::spawn(Arc::downgrade(&store.inner), batch_queue_rx);
         let fresh = !store
             .inner
             .raft

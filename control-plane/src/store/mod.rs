@@ -3,12 +3,14 @@
 //! on disk in redb. This module is the only interface the API server sees;
 //! openraft and redb types never leave it.
 //!
-//! Parts: `log_store` (the Raft log, group commit), `state_machine` (applies
+//! Parts: `batcher` (concurrent writes share one Raft entry), `log_store`
+//! (the Raft log, group commit), `state_machine` (applies
 //! to `mvcc`, feeds `watch`), `network` + `http` (Raft RPCs and forwarding
 //! between members), `member` (opening, membership, background tasks),
 //! `backup` (snapshot save/restore files).
 
 mod backup;
+mod batcher;
 mod cluster;
 mod http;
 mod log_store;
@@ -56,6 +58,8 @@ struct Inner {
     config: StoreConfig,
     options: StoreOptions,
     shutdown: CancellationToken,
+    /// Writes waiting to be proposed together (see `batcher`).
+    batch_queue: batcher::BatchQueue,
 }
 
 impl StoreConfig {
@@ -288,11 +292,17 @@ impl Store {
 
     /// Commits a transaction through Raft (forwarded to the leader when needed).
     async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        self.propose(Command::Txn(txn)).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .batch_queue
+            .send(batcher::Pending { txn, reply })
+            .map_err(|_| StoreError::Shutdown)?;
+        answer.await.map_err(|_| StoreError::Shutdown)?
     }
 
     /// Commits a command through Raft (forwarded to the leader when needed).
-    async fn propose(&self, command: Command) -> Result<TxnOutcome, StoreError> {
+    /// One outcome per transaction of `command`.
+    async fn propose(&self, command: Command) -> Result<Vec<TxnOutcome>, StoreError> {
         let deadline = Instant::now() + self.inner.options.request_timeout;
         loop {
             let attempt = tokio::time::timeout_at(

@@ -1,6 +1,8 @@
 //! The openraft type configuration of the store and the commands that travel
 //! through the Raft log: a write is always a [`Txn`] (create, update and
-//! delete are guarded transactions), answered by a [`TxnOutcome`]. Also the
+//! delete are guarded transactions), or a batch of them gathered from
+//! concurrent writers (see `batcher`); an entry is answered by one
+//! [`TxnOutcome`] per transaction. Also the
 //! checksummed binary codec every record on disk and on the wire uses.
 
 use std::io::Cursor;
@@ -17,9 +19,11 @@ pub enum Command {
     Txn(Txn),
     /// Replace the whole map with a backup's (see `backup`).
     Restore(MvccImage),
+    /// Independent writes committed in one entry, in order, each at its own revision.
+    Batch(Vec<Txn>),
 }
 
-/// What the state machine answered to one log entry.
+/// What the state machine answered to one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnOutcome {
     /// Whether every compare held.
@@ -38,7 +42,7 @@ openraft::declare_raft_types!(
     /// The store's Raft types: node ids are u64, nodes carry their URL.
     pub TypeConfig:
         D = Command,
-        R = TxnOutcome,
+        R = Vec<TxnOutcome>,
 );
 
 pub type NodeId = u64;

@@ -154,6 +154,15 @@ fn load_snapshot(db: &Database) -> Result<Option<(SnapshotMeta, Vec<u8>)>, Store
     Ok(Some((meta, data)))
 }
 
+/// Applies one transaction and hands its revision to the watchers.
+fn apply_txn(state: &mut SmState, txn: &super::types::Txn, at_ms: u64) -> TxnOutcome {
+    let (outcome, record) = state.mvcc.apply(txn, at_ms);
+    if let Some(record) = record {
+        state.hub.dispatch(&record);
+    }
+    outcome
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (mvcc, last_applied, membership) = {
@@ -203,7 +212,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((state.last_applied, state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<TxnOutcome>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<TxnOutcome>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -214,17 +223,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut replies = Vec::new();
         for entry in entries {
             state.last_applied = Some(entry.log_id);
+            let unchanged = |state: &SmState| TxnOutcome {
+                revision: state.mvcc.revision(),
+                ..TxnOutcome::default()
+            };
             match entry.payload {
-                EntryPayload::Blank => replies.push(TxnOutcome {
-                    revision: state.mvcc.revision(),
-                    ..TxnOutcome::default()
-                }),
+                EntryPayload::Blank => replies.push(vec![unchanged(state)]),
                 EntryPayload::Normal(Command::Txn(txn)) => {
-                    let (outcome, record) = state.mvcc.apply(&txn, at_ms);
-                    if let Some(record) = record {
-                        state.hub.dispatch(&record);
-                    }
-                    replies.push(outcome);
+                    replies.push(vec![apply_txn(state, &txn, at_ms)]);
+                }
+                EntryPayload::Normal(Command::Batch(txns)) => {
+                    replies.push(txns.iter().map(|t| apply_txn(state, t, at_ms)).collect());
                 }
                 EntryPayload::Normal(Command::Restore(image)) => {
                     match Mvcc::from_image(image) {
@@ -237,18 +246,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             tracing::error!(error = %e, "ignoring an inconsistent restore image")
                         }
                     }
-                    replies.push(TxnOutcome {
+                    replies.push(vec![TxnOutcome {
                         succeeded: true,
-                        revision: state.mvcc.revision(),
-                        ..TxnOutcome::default()
-                    })
+                        ..unchanged(state)
+                    }])
                 }
                 EntryPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    replies.push(TxnOutcome {
-                        revision: state.mvcc.revision(),
-                        ..TxnOutcome::default()
-                    })
+                    replies.push(vec![unchanged(state)])
                 }
             }
         }
