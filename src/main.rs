@@ -8,6 +8,11 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the API server allocates per request on every core, where glibc
+/// malloc spent about a third of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// skiff: a WebAssembly-first orchestrator that speaks the Kubernetes API.
 #[derive(Parser)]
 #[command(name = "skiff", version, about)]
@@ -40,6 +45,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    disable_transparent_huge_pages();
     let args = Args::parse();
     let is_client = matches!(args.command, Command::Client(_));
     init_tracing(&args.log, is_client);
@@ -90,3 +96,23 @@ fn init_tracing(filter: &str, is_client: bool) {
         .with_writer(std::io::stderr)
         .init();
 }
+
+/// mimalloc advises transparent huge pages on its arenas; then one touched
+/// byte keeps 2 MiB resident, which made an idle `skiff up` ~50% larger
+/// (84 MiB against 56 MiB) for no measured speed. Wasm linear memories do
+/// not want them either: thousands of small ones would each round up.
+#[cfg(target_os = "linux")]
+fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes a
+    // per-process flag; no memory of ours is read or written.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!(
+            "warning: cannot disable transparent huge pages: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_transparent_huge_pages() {}

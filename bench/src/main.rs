@@ -11,6 +11,10 @@ mod store;
 
 use clap::{Parser, Subcommand};
 
+/// The same allocator as the `skiff` binary, so in-process figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "skiff-bench", about = "Benchmarks of skiff's components")]
 struct Cli {
