@@ -3,7 +3,9 @@
 //! writer thread, which writes everything queued so far in ONE redb
 //! transaction and fsync, then acknowledges every append of the batch. Vote,
 //! committed id, truncation and purge go through the same queue, so all
-//! writes reach disk in the order Raft issued them.
+//! writes reach disk in the order Raft issued them. A purge (thousands of
+//! entries after each snapshot) is carried out a chunk per batch, so it never
+//! holds up the appends queued behind it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -24,6 +26,10 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Most operations one fsync may cover.
 const MAX_BATCH: usize = 4096;
+/// Purged entries deleted per batch (deleting ~9,000 at once took ~300 ms).
+const PURGE_CHUNK: u64 = 64;
+/// How long an idle writer waits before deleting the next chunk of a purge.
+const PURGE_IDLE: std::time::Duration = std::time::Duration::from_millis(1);
 
 enum WriteOp {
     Append(Vec<(u64, Vec<u8>)>, LogFlushed<TypeConfig>),
@@ -108,10 +114,18 @@ impl LogStore {
                 tail.last_purged = decode(&bytes).map_err(|e| storage(&e))?;
             }
         }
+        let purge = PurgeProgress {
+            next: tail.entries.keys().next().copied().unwrap_or(0),
+            target: tail.last_purged.map(|id| id.index),
+        };
+        if let Some(purged) = tail.last_purged {
+            // Entries a purge had not deleted yet when the member stopped.
+            tail.entries = tail.entries.split_off(&(purged.index + 1));
+        }
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("store-log-writer".into())
-            .spawn(move || writer_loop(db, rx))
+            .spawn(move || writer_loop(db, rx, purge))
             .map_err(|e| storage(&e))?;
         Ok(LogStore {
             shared: Arc::new(Shared {
@@ -169,20 +183,76 @@ impl LogStore {
     }
 }
 
+/// The part of a purge not yet deleted from disk.
+struct PurgeProgress {
+    /// The lowest index that may still be on disk.
+    next: u64,
+    /// Delete through this index.
+    target: Option<u64>,
+}
+
+impl PurgeProgress {
+    fn pending(&self) -> bool {
+        self.target.is_some_and(|t| t >= self.next)
+    }
+
+    /// What the next batch deletes.
+    fn next_chunk(&self) -> Option<PurgeChunk> {
+        let target = self.target.filter(|t| *t >= self.next)?;
+        Some(PurgeChunk {
+            first: self.next,
+            last: target.min(self.next + PURGE_CHUNK - 1),
+            target,
+        })
+    }
+}
+
+/// Entries `first..=last` to delete now, on the way to `target`.
+#[derive(Clone, Copy)]
+struct PurgeChunk {
+    first: u64,
+    last: u64,
+    target: u64,
+}
+
 /// Writes queued operations in batches: one transaction, one fsync per batch.
-fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>, mut purge: PurgeProgress) {
+    loop {
+        let first = if purge.pending() {
+            match rx.recv_timeout(PURGE_IDLE) {
+                Ok(op) => Some(op),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => return,
+            }
+        };
+        let mut batch: Vec<WriteOp> = first.into_iter().collect();
+        while !batch.is_empty() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &batch).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "raft log write failed; this member stops serving");
+        for op in &batch {
+            if let WriteOp::Purge(upto) = op {
+                purge.target = purge.target.max(Some(*upto));
+            }
         }
+        let result = write_batch(&db, &batch, purge.next_chunk()).map_err(|e| e.to_string());
+        let result = match result {
+            Ok(next) => {
+                purge.next = next.unwrap_or(purge.next);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "raft log write failed; this member stops serving");
+                Err(e)
+            }
+        };
         for op in batch {
             match op {
                 WriteOp::Append(_, callback) => {
@@ -202,7 +272,11 @@ fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>) {
 
 // redb::Error is large; batches fail rarely and are not on a hot error path.
 #[allow(clippy::result_large_err)]
-fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
+fn write_batch(
+    db: &Database,
+    batch: &[WriteOp],
+    purge: Option<PurgeChunk>,
+) -> Result<Option<u64>, redb::Error> {
     let mut txn = db.begin_write()?;
     if !batch.iter().any(WriteOp::needs_fsync) {
         // Only the committed id or a purge: neither needs to survive a crash
@@ -210,9 +284,18 @@ fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
         // so no fsync. The next durable commit persists these too, in order.
         txn.set_durability(redb::Durability::None);
     }
+    let mut purged_to = None;
     {
         let mut log = txn.open_table(LOG)?;
         let mut meta = txn.open_table(META)?;
+        if let Some(chunk) = purge {
+            log.retain_in(chunk.first..=chunk.last, |_, _| false)?;
+            // Resume at the lowest entry left, skipping gaps (e.g. after a
+            // snapshot install); with none left, nothing at or below the
+            // target can appear any more.
+            let lowest = log.first()?.map(|(index, _)| index.value());
+            purged_to = Some(lowest.map_or(chunk.target + 1, |i| i.max(chunk.last + 1)));
+        }
         for op in batch {
             match op {
                 WriteOp::Append(entries, _) => {
@@ -221,7 +304,8 @@ fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
                     }
                 }
                 WriteOp::Truncate(since) => log.retain_in(*since.., |_, _| false)?,
-                WriteOp::Purge(upto) => log.retain_in(..=*upto, |_, _| false)?,
+                // Carried out a chunk at a time (see `PurgeProgress`).
+                WriteOp::Purge(_) => {}
                 WriteOp::Meta(key, bytes, _) => {
                     meta.insert(*key, bytes.as_slice())?;
                 }
@@ -229,7 +313,7 @@ fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
         }
     }
     txn.commit()?;
-    Ok(())
+    Ok(purged_to)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {

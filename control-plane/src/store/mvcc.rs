@@ -304,7 +304,48 @@ pub struct MvccImage {
 /// changed key's (previous, new) value.
 type HistoryEntry = (Revision, u64, Vec<(Option<KeyValue>, Option<KeyValue>)>);
 
+/// An [`MvccImage`] borrowing from the map: it serializes to the same bytes
+/// without copying a value (a snapshot of a large map copied every value twice).
+#[derive(Serialize)]
+pub struct MvccImageRef<'a> {
+    revision: Revision,
+    compacted: Revision,
+    kvs: Vec<&'a KeyValue>,
+    history: Vec<HistoryEntryRef<'a>>,
+}
+
+type HistoryEntryRef<'a> = (
+    Revision,
+    u64,
+    Vec<(Option<&'a KeyValue>, Option<&'a KeyValue>)>,
+);
+
 impl Mvcc {
+    /// The image of the whole map, history included, borrowed (see [`MvccImageRef`]).
+    pub fn image_ref(&self) -> MvccImageRef<'_> {
+        let history = self
+            .history
+            .iter()
+            .map(|r| {
+                let changes = r
+                    .changes
+                    .iter()
+                    .map(|c| match c {
+                        Change::Put { kv, prev } => (Some(&**kv), prev.as_deref()),
+                        Change::Delete { prev } => (None, Some(&**prev)),
+                    })
+                    .collect();
+                (r.revision, r.at_ms, changes)
+            })
+            .collect();
+        MvccImageRef {
+            revision: self.revision,
+            compacted: self.compacted,
+            kvs: self.current.values().map(|kv| &**kv).collect(),
+            history,
+        }
+    }
+
     /// A serializable copy of the whole map, history included.
     pub fn to_image(&self) -> MvccImage {
         let history = self

@@ -144,3 +144,17 @@ fn image_round_trip_preserves_state_and_history() {
     assert_eq!(restored, m);
     assert_eq!(restored.state_hash(), m.state_hash());
 }
+
+#[test]
+fn borrowed_image_encodes_like_the_owned_one() {
+    use super::super::raft_types::{decode, encode};
+    let mut m = Mvcc::default();
+    m.apply(&txn(vec![put("/a", "1"), put("/b", "1")]), 1);
+    m.apply(&txn(vec![put("/a", "2")]), 2);
+    m.apply(&txn(vec![TxnOp::Delete { key: "/b".into() }]), 3);
+    m.compact(2, usize::MAX);
+    let owned = encode(&m.to_image()).unwrap();
+    assert_eq!(encode(&m.image_ref()).unwrap(), owned);
+    let back = Mvcc::from_image(decode(&owned).unwrap()).unwrap();
+    assert_eq!(back, m);
+}

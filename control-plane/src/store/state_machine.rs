@@ -15,7 +15,7 @@ use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageIOE
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::mvcc::{Mvcc, MvccImage};
+use super::mvcc::{Mvcc, MvccImage, MvccImageRef};
 use super::raft_types::{
     Command, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TxnOutcome, TypeConfig,
     decode, encode,
@@ -52,6 +52,12 @@ impl SmShared {
 #[derive(Serialize, Deserialize)]
 pub struct SnapshotImage {
     pub mvcc: MvccImage,
+}
+
+/// [`SnapshotImage`] borrowing from the map; encodes to the same bytes.
+#[derive(Serialize)]
+struct SnapshotImageRef<'a> {
+    mvcc: MvccImageRef<'a>,
 }
 
 /// The state machine openraft drives; clones share state.
@@ -174,8 +180,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             )
         };
         let data = tokio::task::spawn_blocking(move || {
-            encode(&SnapshotImage {
-                mvcc: mvcc.to_image(),
+            encode(&SnapshotImageRef {
+                mvcc: mvcc.image_ref(),
             })
         })
         .await
