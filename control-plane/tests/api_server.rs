@@ -24,3 +24,9 @@ mod audit;
 
 #[path = "api_server/admission.rs"]
 mod admission;
+
+#[path = "api_server/eviction.rs"]
+mod eviction;
+
+#[path = "api_server/binding.rs"]
+mod binding;

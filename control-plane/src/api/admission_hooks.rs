@@ -2,8 +2,9 @@
 //! (owned by `api::admission`) see an object after defaulting and before
 //! validation and storage. Called for create (no old object) and
 //! update/patch, including the status and finalize subresources (with the
-//! stored object); `admit_delete` before a delete, and `written` after a
-//! write reached the store. pods/binding does not pass through here.
+//! stored object), and pods/binding (the Binding, as a create of the
+//! subresource); `admit_delete` before a delete, and `written` after a
+//! write reached the store.
 
 use serde_json::Value;
 

@@ -13,7 +13,8 @@ pub struct StatusCause {
     /// e.g. "FieldValueInvalid", "FieldValueRequired", "FieldValueNotSupported".
     pub reason: String,
     pub message: String,
-    /// JSON path of the field, e.g. "metadata.name".
+    /// JSON path of the field, e.g. "metadata.name" (omitted when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub field: String,
 }
 
@@ -69,8 +70,14 @@ pub enum ApiError {
     NotAcceptable(String),
     #[error("the request body is too large (limit {limit} bytes)")]
     RequestEntityTooLarge { limit: usize },
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// 429; a non-zero `retry_after` becomes `details.retryAfterSeconds`
+    /// and a `Retry-After` header, as kube-apiserver sends them.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: u32,
+        causes: Vec<StatusCause>,
+    },
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -107,7 +114,7 @@ impl ApiError {
             ApiError::RequestEntityTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
             }
-            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
             ApiError::ServiceUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
@@ -143,6 +150,20 @@ impl ApiError {
                 name,
                 causes,
             } => Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes })),
+            ApiError::TooManyRequests {
+                retry_after,
+                causes,
+                ..
+            } => {
+                let mut d = json!({});
+                if *retry_after > 0 {
+                    d["retryAfterSeconds"] = json!(retry_after);
+                }
+                if !causes.is_empty() {
+                    d["causes"] = json!(causes);
+                }
+                Some(d)
+            }
             _ => None,
         };
         if let Some(details) = details {
@@ -156,6 +177,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, _) = self.code_and_reason();
         let mut response = (code, axum::Json(self.to_status())).into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self
+            && *retry_after > 0
+        {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(*retry_after),
+            );
+        }
         if code == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

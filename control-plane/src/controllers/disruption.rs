@@ -7,7 +7,11 @@
 //! current healthy (Ready, not being deleted, not recently evicted per
 //! `status.disruptedPods`), disruptionsAllowed, expectedPods,
 //! observedGeneration and the DisruptionAllowed condition. The eviction
-//! subresource reads `status.disruptionsAllowed`. Deviation from upstream:
+//! subresource (`api/handlers/eviction.rs`) takes disruptions by
+//! decrementing `status.disruptionsAllowed` and listing the pod in
+//! `status.disruptedPods`; listed pods stay out of currentHealthy until
+//! they are deleted, gone, or 2 minutes old (then a NotDeleted warning is
+//! recorded on the pod and the entry dropped). Deviation from upstream:
 //! pods without a controller count one each toward the expected pods
 //! (upstream leaves them out and warns); the warning is recorded too.
 
@@ -171,17 +175,28 @@ pub fn disruptions_allowed(healthy: i32, desired: i32, expected: i32) -> i32 {
     }
 }
 
-/// Entries of `status.disruptedPods` still awaited (pod present, not yet
-/// deleting, evicted less than DELETION_TIMEOUT ago), and when the next expires.
+/// What became of the evictions `status.disruptedPods` lists.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Disruptions {
+    /// Still awaited: the pod is present, not yet deleting, and was evicted
+    /// less than DELETION_TIMEOUT ago. It does not count as healthy.
+    pub awaited: BTreeMap<String, Time>,
+    /// When the first awaited entry expires.
+    pub recheck: Option<Timestamp>,
+    /// Pods evicted longer than DELETION_TIMEOUT ago that are still not deleting.
+    pub expired: Vec<String>,
+}
+
+/// Sorts the listed evictions (upstream's `buildDisruptedPodMap`): entries
+/// of pods that are gone or being deleted are dropped, as are expired ones.
 pub fn awaited_disruptions(
     listed: Option<&BTreeMap<String, Time>>,
     pods: &[Arc<Pod>],
     now: Timestamp,
-) -> (BTreeMap<String, Time>, Option<Timestamp>) {
-    let mut keep = BTreeMap::new();
-    let mut recheck: Option<Timestamp> = None;
+) -> Disruptions {
+    let mut out = Disruptions::default();
     let Some(listed) = listed else {
-        return (keep, None);
+        return out;
     };
     for p in pods
         .iter()
@@ -192,11 +207,13 @@ pub fn awaited_disruptions(
         };
         let expires = at.0 + SignedDuration::from_secs(DELETION_TIMEOUT);
         if expires >= now {
-            recheck = Some(recheck.map_or(expires, |r| r.min(expires)));
-            keep.insert(p.name_any(), at.clone());
+            out.recheck = Some(out.recheck.map_or(expires, |r| r.min(expires)));
+            out.awaited.insert(p.name_any(), at.clone());
+        } else {
+            out.expired.push(p.name_any());
         }
     }
-    (keep, recheck)
+    out
 }
 
 /// Ready pods that are neither deleting nor awaiting an eviction.
@@ -285,7 +302,24 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     };
     let now = Timestamp::now();
     let old = pdb.status.clone().unwrap_or_default();
-    let (disrupted, recheck) = awaited_disruptions(old.disrupted_pods.as_ref(), &pods, now);
+    let Disruptions {
+        awaited: disrupted,
+        recheck,
+        expired,
+    } = awaited_disruptions(old.disrupted_pods.as_ref(), &pods, now);
+    for name in &expired {
+        if let Some(p) = pods.iter().find(|p| p.name_any() == *name) {
+            let msg = format!(
+                "Pod was expected by PDB {}/{} to be deleted but it wasn't",
+                key.namespace,
+                pdb.name_any()
+            );
+            tracing::info!(pod = %format!("{}/{name}", key.namespace), budget = %pdb.name_any(), "evicted pod was not deleted in time; counting it again");
+            ctx.events
+                .record(p.as_ref(), "Warning", "NotDeleted", &msg)
+                .await;
+        }
+    }
     let healthy = count_healthy(&pods, &disrupted);
     let allowed = disruptions_allowed(healthy, desired, expected);
     let mut status = PodDisruptionBudgetStatus {
@@ -464,6 +498,7 @@ async fn write_status(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use kube::api::ObjectMeta;
 
     fn pct(s: &str) -> IntOrString {
@@ -507,6 +542,26 @@ mod tests {
         assert_eq!(budget(&spec(None, None), 4, 0), Ok((0, 0)));
     }
 
+    #[test]
+    fn empty_selectors_pick_every_pod_and_missing_ones_none() {
+        let budget = |selector: Option<LabelSelector>| PodDisruptionBudget {
+            spec: Some(PodDisruptionBudgetSpec {
+                selector,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut p = (*pod("a", true, false)).clone();
+        p.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        assert!(selects(&budget(Some(LabelSelector::default())), &p));
+        assert!(!selects(&budget(None), &p));
+        let other = LabelSelector {
+            match_labels: Some([("app".to_string(), "db".to_string())].into()),
+            ..Default::default()
+        };
+        assert!(!selects(&budget(Some(other)), &p));
+    }
+
     fn pod(name: &str, ready: bool, deleting: bool) -> Arc<Pod> {
         Arc::new(Pod {
             metadata: ObjectMeta {
@@ -542,17 +597,18 @@ mod tests {
             ("gone".to_string(), Time(now)),
         ]
         .into();
-        let (awaited, recheck) = awaited_disruptions(Some(&listed), &pods, now);
+        let d = awaited_disruptions(Some(&listed), &pods, now);
         assert_eq!(
-            awaited.keys().collect::<Vec<_>>(),
+            d.awaited.keys().collect::<Vec<_>>(),
             ["b"],
             "stale and vanished entries are dropped"
         );
-        assert_eq!(recheck, Some(now + SignedDuration::from_secs(90)));
-        assert_eq!(count_healthy(&pods, &awaited), 2, "a and e");
+        assert_eq!(d.expired, ["e"]);
+        assert_eq!(d.recheck, Some(now + SignedDuration::from_secs(90)));
+        assert_eq!(count_healthy(&pods, &d.awaited), 2, "a and e");
         assert_eq!(
             awaited_disruptions(None, &pods, now),
-            (BTreeMap::new(), None)
+            Disruptions::default()
         );
     }
 }

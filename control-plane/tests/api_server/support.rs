@@ -157,6 +157,17 @@ pub async fn client_for(kubeconfig_yaml: &str) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
+/// A client that does not retry 429/503/504 answers itself (kube-rs does
+/// by default, for minutes), for tests that assert on those answers.
+pub async fn client_without_retries(kubeconfig_yaml: &str) -> kube::Client {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig_yaml).expect("kubeconfig parses");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("client")
+}
+
 /// Polls `f` until it returns Some, or panics after `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where

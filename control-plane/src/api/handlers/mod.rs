@@ -2,7 +2,9 @@
 //! [`Ctx`], call the verb's domain function, and turn the result or the
 //! typed error into a response. Discovery documents are answered here too.
 
+mod binding;
 mod delete;
+mod eviction;
 mod read;
 mod reviews;
 mod subresources;

@@ -168,6 +168,21 @@ fn validate_data_keys(obj: &Value, errs: &mut Errors) {
     }
 }
 
+/// Validates the Binding of a pods/binding request for pod `name`.
+pub fn validate_binding(binding: &Value, name: &str) -> Result<(), ApiError> {
+    let mut errs = Errors::default();
+    pods::validate_binding(binding, &mut errs);
+    if errs.0.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        group: String::new(),
+        kind: "Binding".into(),
+        name: name.into(),
+        causes: errs.0,
+    })
+}
+
 /// Validates a new object.
 pub fn validate_create(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     let mut errs = Errors::default();

@@ -1,5 +1,6 @@
 //! Pod validation: the PodSpec rules that matter to clients (containers,
-//! names, images, ports, restartPolicy) and pod update immutability.
+//! names, images, ports, restartPolicy), pod update immutability, and the
+//! Binding a pods/binding request carries.
 
 use std::collections::HashSet;
 
@@ -179,6 +180,32 @@ pub fn validate_pod_update(old: &Value, new: &Value, errs: &mut Errors) {
     }
     if &allowed != new_spec {
         errs.forbidden("spec", POD_UPDATE_MSG);
+    }
+}
+
+/// A pods/binding Binding: its target is a Node (`kind` "Node" or empty)
+/// named by a DNS subdomain (upstream's `ValidatePodBinding`, plus the
+/// node-name rule Node objects obey).
+pub fn validate_binding(binding: &Value, errs: &mut Errors) {
+    let target = binding.get("target").unwrap_or(&Value::Null);
+    if let Some(kind) = target
+        .get("kind")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty() && *k != "Node")
+    {
+        errs.unsupported("target.kind", kind, &["Node", "<empty>"]);
+    }
+    match target
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
+        None => errs.required("target.name", ""),
+        Some(name) => {
+            for p in names::dns1123_subdomain(name) {
+                errs.invalid("target.name", &json!(name), &p);
+            }
+        }
     }
 }
 
