@@ -30,3 +30,6 @@ mod eviction;
 
 #[path = "api_server/binding.rs"]
 mod binding;
+
+#[path = "api_server/service_account_tokens.rs"]
+mod service_account_tokens;

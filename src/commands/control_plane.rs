@@ -127,7 +127,8 @@ pub async fn start(
     }
     {
         let (client, shutdown) = (client.clone(), shutdown.clone());
-        let config = options.controllers.clone();
+        let mut config = options.controllers.clone();
+        config.root_ca_pem = Some(credentials.ca_cert_pem().to_string());
         tasks.spawn(async move {
             controllers::run(client, config, shutdown)
                 .await

@@ -6,6 +6,7 @@
 mod api_errors;
 mod autoscaling_volumes;
 mod control_plane_join;
+mod drain;
 mod harness;
 mod jobs;
 mod kube_rs_watcher;
@@ -14,6 +15,7 @@ mod node_streams;
 mod python_client;
 mod rollout;
 mod scheduler_extender;
+mod service_account_token;
 mod store_backup;
 mod wasm_pods;
 mod workload_sets;

@@ -29,7 +29,8 @@ def main() -> None:
 
     web = core.list_namespaced_config_map(ns, label_selector="tier=web")
     assert sorted(cm.metadata.name for cm in web.items) == ["a", "b"], web.items
-    not_web = core.list_namespaced_config_map(ns, label_selector="tier!=web")
+    # "tier!=web" alone also matches unlabelled maps such as kube-root-ca.crt.
+    not_web = core.list_namespaced_config_map(ns, label_selector="tier,tier!=web")
     assert [cm.metadata.name for cm in not_web.items] == ["c"], not_web.items
     by_name = core.list_namespaced_config_map(ns, field_selector="metadata.name=b")
     assert [cm.metadata.name for cm in by_name.items] == ["b"], by_name.items

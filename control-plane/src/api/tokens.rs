@@ -1,12 +1,16 @@
 //! serviceaccounts/token: a TokenRequest answered with a ServiceAccount
 //! token signed by the authenticator (audiences, expiry, optionally bound
-//! to a pod), as `kubectl create token` and the node agent ask for.
+//! to a pod running as that account), as `kubectl create token` and the
+//! node agent ask for. Nodes (group `system:nodes`) may only ask for tokens
+//! bound to a pod that is bound to a node, as Kubernetes' NodeRestriction
+//! has it; their credentials do not say which node they are, so "its own
+//! node" is not checked.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::auth::BoundObject;
+use super::auth::{BoundObject, NODES_GROUP};
 use super::error::ApiError;
 use super::handlers::Ctx;
 use super::{meta, objects, registry};
@@ -49,6 +53,13 @@ pub async fn issue(ctx: &Ctx, service_account: &Value, mut req: Value) -> Result
         });
     }
     let expiration = Duration::from_secs(seconds as u64);
+    let from_node = ctx.user.groups.iter().any(|g| g == NODES_GROUP);
+    if from_node && spec.pointer("/boundObjectRef/kind") != Some(&json!("Pod")) {
+        return Err(node_forbidden(
+            &name,
+            "node requested token not bound to a pod",
+        ));
+    }
     let token = match spec.pointer("/boundObjectRef") {
         Some(bound) if bound["kind"] == "Pod" => {
             let pod_name = bound["name"].as_str().unwrap_or("");
@@ -61,6 +72,35 @@ pub async fn issue(ctx: &Ctx, service_account: &Value, mut req: Value) -> Result
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
+            let runs_as = pod
+                .obj
+                .pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if runs_as != name {
+                return Err(ApiError::BadRequest(format!(
+                    "cannot bind token for serviceaccount \"{runs_as}\" to pod running with different serviceaccount name."
+                )));
+            }
+            if from_node {
+                if bound["uid"].as_str().is_none_or(str::is_empty) {
+                    return Err(node_forbidden(
+                        &name,
+                        "node requested token with a pod binding without a uid",
+                    ));
+                }
+                if pod
+                    .obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    return Err(node_forbidden(
+                        &name,
+                        "node requested token bound to a pod not scheduled on a node",
+                    ));
+                }
+            }
             if bound["uid"]
                 .as_str()
                 .is_some_and(|u| !u.is_empty() && u != pod_uid)
@@ -98,4 +138,14 @@ pub async fn issue(ctx: &Ctx, service_account: &Value, mut req: Value) -> Result
         "expirationTimestamp": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     Ok(req)
+}
+
+/// 403 for a node's TokenRequest, worded as NodeRestriction words it.
+fn node_forbidden(name: &str, why: &str) -> ApiError {
+    ApiError::Forbidden {
+        message: format!("serviceaccounts \"{name}\" is forbidden: {why}"),
+        group: String::new(),
+        kind: "serviceaccounts".into(),
+        name: name.into(),
+    }
 }

@@ -26,6 +26,7 @@ pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
+pub mod root_ca_publisher;
 pub mod runtime;
 pub mod scale;
 pub mod serviceaccount;
@@ -44,7 +45,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
+};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -79,6 +82,9 @@ pub struct ControllersConfig {
     pub hpa_tolerance: f64,
     /// Terminated pods kept before PodGC deletes the oldest (default 12500; 0 keeps all).
     pub terminated_pod_gc_threshold: usize,
+    /// The cluster CA (PEM) the root CA publisher puts in every namespace's
+    /// `kube-root-ca.crt` ConfigMap; None publishes nothing.
+    pub root_ca_pem: Option<String>,
     pub lease: LeaseConfig,
 }
 
@@ -94,6 +100,7 @@ impl Default for ControllersConfig {
             hpa_downscale_stabilization: Duration::from_secs(300),
             hpa_tolerance: 0.1,
             terminated_pod_gc_threshold: 12500,
+            root_ca_pem: None,
             lease: LeaseConfig::new("kube-controller-manager"),
         }
     }
@@ -112,6 +119,8 @@ pub struct Ctx {
     pub endpoints: Informer<Endpoints>,
     pub endpoint_slices: Informer<EndpointSlice>,
     pub service_accounts: Informer<ServiceAccount>,
+    /// Only the `kube-root-ca.crt` ConfigMaps (field selector on the name).
+    pub root_ca_config_maps: Informer<ConfigMap>,
     pub replica_sets: Informer<ReplicaSet>,
     pub deployments: Informer<Deployment>,
     pub daemon_sets: Informer<DaemonSet>,
@@ -152,6 +161,11 @@ impl Ctx {
             endpoints: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             endpoint_slices: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             service_accounts: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            root_ca_config_maps: Informer::spawn(
+                Api::all(c()),
+                watch_config().fields(&format!("metadata.name={}", root_ca_publisher::CONFIG_MAP)),
+                sd.clone(),
+            ),
             replica_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             deployments: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             daemon_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
@@ -182,6 +196,7 @@ impl Ctx {
         self.endpoints.wait_ready(shutdown).await;
         self.endpoint_slices.wait_ready(shutdown).await;
         self.service_accounts.wait_ready(shutdown).await;
+        self.root_ca_config_maps.wait_ready(shutdown).await;
         self.replica_sets.wait_ready(shutdown).await;
         self.deployments.wait_ready(shutdown).await;
         self.daemon_sets.wait_ready(shutdown).await;
@@ -232,6 +247,7 @@ async fn run_leader(
         endpointslice::start(&ctx, &shutdown),
         namespace::start(&ctx, &shutdown),
         serviceaccount::start(&ctx, &shutdown),
+        root_ca_publisher::start(&ctx, &shutdown),
         node_lifecycle::start(&ctx, &shutdown),
         hpa::start(&ctx, &shutdown),
         disruption::start(&ctx, &shutdown),

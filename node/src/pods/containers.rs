@@ -1,5 +1,6 @@
 //! Starting a pod's containers (env, mounts, argv, log files, runtime
-//! create/start, exit waiters, probes) and setting up its volumes.
+//! create/start, exit waiters, probes) and setting up its volumes (with the
+//! ServiceAccount tokens projected into them, refreshed when due).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use super::probes::{ProbeTarget, spawn_probes};
 use super::resources::{cpu_limit_millis, memory_limit};
 use super::state::CState;
 use super::table::{ContainerView, PodView};
+use super::tokens::{self, token_sources};
 use super::volumes::{
     VolumeContext, VolumeError, container_mounts, projected_files, volume_dir, write_projection,
 };
@@ -43,7 +45,7 @@ impl Worker {
         };
         for v in spec.volumes.iter().flatten() {
             let dir = volume_dir(v, &self.ns, &self.uid, &vctx)?;
-            match projected_files(v, &facts, self.ctx.objects.as_ref())? {
+            match projected_files(v, &facts, self.ctx.objects.as_ref(), &self.tokens)? {
                 Some(files) => {
                     let previous = self.projections.get(&v.name).cloned().unwrap_or_default();
                     write_projection(&dir, &files, &previous)?;
@@ -55,6 +57,56 @@ impl Worker {
             self.volume_dirs.insert(v.name.clone(), dir);
         }
         Ok(())
+    }
+
+    /// Requests the tokens the pod's `serviceAccountToken` sources need and
+    /// does not hold yet (or holds past their refresh time).
+    pub(super) async fn fetch_tokens(&mut self) -> Result<(), VolumeError> {
+        let wanted = token_sources(&self.pod);
+        for key in self.tokens.due(&wanted, Instant::now()) {
+            let (token, after) = tokens::request(&self.ctx.client, &self.pod, &key)
+                .await
+                .map_err(|e| VolumeError(format!("failed to fetch token: {e}")))?;
+            self.tokens.insert(key, token, Instant::now() + after);
+        }
+        Ok(())
+    }
+
+    /// Whether the pod's tokens are kept fresh: its volumes are set up and
+    /// its containers have not all finished.
+    pub(super) fn keeps_tokens_fresh(&self) -> bool {
+        let finished = !self.main.is_empty() && self.main.iter().all(|c| c.done);
+        self.volumes_ready && !finished
+    }
+
+    /// Replaces tokens past 80% of their lifetime and rewrites their files;
+    /// a failed refresh keeps the current token and retries shortly.
+    pub(super) async fn rotate_tokens(&mut self) {
+        if !self.keeps_tokens_fresh() {
+            return;
+        }
+        let wanted = token_sources(&self.pod);
+        let due = self.tokens.due(&wanted, Instant::now());
+        if due.is_empty() {
+            return;
+        }
+        let mut changed = false;
+        for key in due {
+            match tokens::request(&self.ctx.client, &self.pod, &key).await {
+                Ok((token, after)) => {
+                    self.tokens.insert(key, token, Instant::now() + after);
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, audience = %key.audience, "could not refresh a ServiceAccount token; keeping the current one and retrying");
+                    self.tokens.postpone(&key, Instant::now());
+                }
+            }
+        }
+        if changed {
+            tracing::debug!("ServiceAccount tokens refreshed");
+            self.refresh_projections();
+        }
     }
 
     /// Re-writes configMap/secret/downwardAPI volumes after their sources changed.
@@ -76,7 +128,9 @@ impl Worker {
             let Some(dir) = self.volume_dirs.get(&v.name) else {
                 continue;
             };
-            if let Ok(Some(files)) = projected_files(v, &facts, self.ctx.objects.as_ref()) {
+            if let Ok(Some(files)) =
+                projected_files(v, &facts, self.ctx.objects.as_ref(), &self.tokens)
+            {
                 let previous = self.projections.get(&v.name).cloned().unwrap_or_default();
                 if files != previous && write_projection(dir, &files, &previous).is_ok() {
                     self.projections.insert(v.name.clone(), files);

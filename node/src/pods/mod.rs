@@ -18,5 +18,6 @@ pub mod state;
 pub mod status;
 pub mod table;
 mod terminate;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;

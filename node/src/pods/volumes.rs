@@ -1,8 +1,10 @@
 //! Pod volumes on the node's disk: where each volume lives
 //! (`<pod dir>/volumes/<name>`, emptyDir in memory under /dev/shm when asked,
 //! local-path directories for PVCs, hostPath when allowed), the files a
-//! configMap / secret / downwardAPI / projected volume holds (pure), and
-//! writing them so updates replace files atomically.
+//! configMap / secret / downwardAPI / projected volume holds (pure; the
+//! ServiceAccount tokens of `serviceAccountToken` sources are fetched
+//! beforehand, see `tokens.rs`), and writing them so updates replace files
+//! atomically.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -11,6 +13,7 @@ use k8s_openapi::api::core::v1::{Container, KeyToPath, Volume};
 
 use super::env::{PodFacts, resource_value};
 use super::source::{ObjectSource, config_map_data, field_value, secret_data};
+use super::tokens::{PodTokens, TokenKey};
 use crate::runtime::Mount;
 
 /// Why a volume could not be set up (`FailedMount`; retried).
@@ -67,12 +70,14 @@ pub fn volume_dir(
     Ok(ctx.pod_dir.join("volumes").join(&v.name))
 }
 
-/// The files a configMap, secret, downwardAPI or projected volume holds;
-/// `None` for volumes that are plain directories.
+/// The files a configMap, secret, downwardAPI or projected volume holds
+/// (`tokens`: the pod's ServiceAccount tokens); `None` for volumes that are
+/// plain directories.
 pub fn projected_files(
     v: &Volume,
     facts: &PodFacts<'_>,
     source: &dyn ObjectSource,
+    tokens: &PodTokens,
 ) -> Result<Option<Vec<ProjectedFile>>, VolumeError> {
     let ns = facts.pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut files = Vec::new();
@@ -133,6 +138,16 @@ pub fn projected_files(
                 for item in d.items.iter().flatten() {
                     files.push(downward_file(facts, item, p.default_mode)?);
                 }
+            }
+            if let Some(t) = &src.service_account_token {
+                let token = tokens.get(&TokenKey::of(t)).ok_or_else(|| {
+                    VolumeError(format!("no ServiceAccount token for {:?} yet", t.path))
+                })?;
+                files.push(ProjectedFile {
+                    path: t.path.clone(),
+                    data: token.as_bytes().to_vec(),
+                    mode: p.default_mode.unwrap_or(0o644) as u32,
+                });
             }
         }
     } else {
@@ -384,9 +399,14 @@ mod tests {
             }),
             ..Default::default()
         };
-        let all = projected_files(&vol(None, "cm", None), &facts, &source())
-            .unwrap()
-            .unwrap();
+        let all = projected_files(
+            &vol(None, "cm", None),
+            &facts,
+            &source(),
+            &PodTokens::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(
             all[0],
@@ -401,9 +421,14 @@ mod tests {
             path: "sub/b".into(),
             mode: Some(0o400),
         }];
-        let one = projected_files(&vol(Some(items), "cm", None), &facts, &source())
-            .unwrap()
-            .unwrap();
+        let one = projected_files(
+            &vol(Some(items), "cm", None),
+            &facts,
+            &source(),
+            &PodTokens::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
             one,
             vec![ProjectedFile {
@@ -412,9 +437,23 @@ mod tests {
                 mode: 0o400
             }]
         );
-        assert!(projected_files(&vol(None, "missing", None), &facts, &source()).is_err());
+        assert!(
+            projected_files(
+                &vol(None, "missing", None),
+                &facts,
+                &source(),
+                &PodTokens::default()
+            )
+            .is_err()
+        );
         assert_eq!(
-            projected_files(&vol(None, "missing", Some(true)), &facts, &source()).unwrap(),
+            projected_files(
+                &vol(None, "missing", Some(true)),
+                &facts,
+                &source(),
+                &PodTokens::default()
+            )
+            .unwrap(),
             Some(vec![])
         );
         let secret = Volume {
@@ -426,7 +465,7 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            projected_files(&secret, &facts, &source())
+            projected_files(&secret, &facts, &source(), &PodTokens::default())
                 .unwrap_err()
                 .0
                 .contains("secret")
@@ -436,7 +475,60 @@ mod tests {
             empty_dir: Some(Default::default()),
             ..Default::default()
         };
-        assert_eq!(projected_files(&empty, &facts, &source()).unwrap(), None);
+        assert_eq!(
+            projected_files(&empty, &facts, &source(), &PodTokens::default()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn projects_service_account_tokens_once_fetched() {
+        use k8s_openapi::api::core::v1::{
+            ProjectedVolumeSource, ServiceAccountTokenProjection, VolumeProjection,
+        };
+        let pod = facts_pod();
+        let facts = PodFacts {
+            pod: &pod,
+            pod_ip: "",
+            host_ip: "",
+            node_cpu: 1.0,
+            node_memory: 1.0,
+        };
+        let projection = ServiceAccountTokenProjection {
+            audience: None,
+            expiration_seconds: Some(3607),
+            path: "token".into(),
+        };
+        let vol = Volume {
+            name: "kube-api-access-x".into(),
+            projected: Some(ProjectedVolumeSource {
+                default_mode: Some(0o644),
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(projection.clone()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        };
+        let mut tokens = PodTokens::default();
+        let err = projected_files(&vol, &facts, &source(), &tokens).unwrap_err();
+        assert!(err.0.contains("no ServiceAccount token"), "{err}");
+        tokens.insert(
+            TokenKey::of(&projection),
+            "jwt".into(),
+            tokio::time::Instant::now(),
+        );
+        let files = projected_files(&vol, &facts, &source(), &tokens)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            files,
+            vec![ProjectedFile {
+                path: "token".into(),
+                data: b"jwt".to_vec(),
+                mode: 0o644
+            }]
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::context::NodeContext;
 use super::events::container_field;
 use super::state::{AfterExit, CState, Ctr, Terminated, after_exit};
 use super::status::{PodFactsForStatus, pod_status};
+use super::tokens::PodTokens;
 use super::volumes::ProjectedFile;
 use crate::error::is_not_found;
 use crate::logs::pod_log_dir;
@@ -87,6 +88,8 @@ pub struct Worker {
     pub(super) volumes_ready: bool,
     pub(super) volume_dirs: BTreeMap<String, PathBuf>,
     pub(super) projections: HashMap<String, Vec<ProjectedFile>>,
+    /// Tokens of the pod's `serviceAccountToken` projections.
+    pub(super) tokens: PodTokens,
     pub(super) init_failed: bool,
     pub(super) pod_message: Option<String>,
     pub(super) reports_tx: mpsc::Sender<Report>,
@@ -173,6 +176,7 @@ impl Worker {
             volumes_ready: false,
             volume_dirs: BTreeMap::new(),
             projections: HashMap::new(),
+            tokens: PodTokens::default(),
             init_failed: false,
             pod_message: None,
             reports_tx,
@@ -315,7 +319,11 @@ impl Worker {
             self.images_ready = true;
         }
         if !self.volumes_ready {
-            match self.setup_volumes() {
+            let ready = match self.fetch_tokens().await {
+                Ok(()) => self.setup_volumes(),
+                Err(e) => Err(e),
+            };
+            match ready {
                 Ok(()) => {
                     self.volumes_ready = true;
                     self.pod_message = None;
@@ -541,6 +549,11 @@ impl Worker {
         ctrs.filter(|c| !c.done && !c.is_running())
             .filter_map(|c| c.restart_at)
             .chain(self.retry_at)
+            .chain(
+                self.keeps_tokens_fresh()
+                    .then(|| self.tokens.next_refresh())
+                    .flatten(),
+            )
             .min()
     }
 
@@ -623,6 +636,7 @@ pub async fn run_worker(
                 w.terminate().await;
                 return;
             }
+            w.rotate_tokens().await;
             w.step().await;
             let published = w.publish().await;
             let publish_retry = (!published).then(|| Instant::now() + Duration::from_secs(1));

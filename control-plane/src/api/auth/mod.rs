@@ -61,9 +61,9 @@ impl Authenticator {
         })
     }
 
-    /// Also checks that a ServiceAccount token's account still exists with
-    /// the uid it was issued for (as Kubernetes does); without a store the
-    /// signature and expiry alone decide.
+    /// Also checks that a ServiceAccount token's account (and the pod it is
+    /// bound to, if any) still exists with the uid it was issued for (as
+    /// Kubernetes does); without a store the signature and expiry alone decide.
     pub fn with_store(mut self, store: Store) -> Authenticator {
         self.store = Some(store);
         self
@@ -126,6 +126,17 @@ impl Authenticator {
             if uid.as_deref() != Some(sa.uid.as_str()) {
                 tracing::debug!(ns = %ns, name = %sa.name, "token of a deleted or recreated ServiceAccount");
                 return Err(ApiError::Unauthorized);
+            }
+            if let Some(pod) = &claims.kubernetes.pod {
+                let key = format!("/registry/core/pods/{ns}/{}", pod.name);
+                let current = store.get(&key).await.map_err(ApiError::from)?;
+                let uid = current
+                    .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
+                    .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string));
+                if uid.as_deref() != Some(pod.uid.as_str()) {
+                    tracing::debug!(ns = %ns, pod = %pod.name, "token bound to a deleted or recreated pod");
+                    return Err(ApiError::Unauthorized);
+                }
             }
         }
         Ok(UserInfo {
