@@ -37,6 +37,9 @@ pub type HttpClient = hyper_util::client::legacy::Client<
 
 /// A new proxy client.
 pub fn http_client() -> HttpClient {
+    // TCP_NODELAY: small proxied requests otherwise wait for delayed ACKs.
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(hyper_util::client::legacy::connect::HttpConnector::new())
+        .build(connector)
 }

@@ -32,6 +32,13 @@ use crate::pods::table::PodView;
 pub async fn serve(ctx: Arc<NodeContext>, listener: TcpListener, shutdown: CancellationToken) {
     let sampler = stats::Sampler::start(ctx.clone(), shutdown.clone());
     let app = router(ctx).layer(axum::Extension(sampler));
+    // Without TCP_NODELAY a proxied request/response pair waits out the
+    // peer's delayed ACK (~40 ms per request).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

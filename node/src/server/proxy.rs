@@ -29,7 +29,12 @@ const HOP_HEADERS: &[&str] = &[
 
 fn client() -> &'static Client<HttpConnector, Body> {
     static CLIENT: OnceLock<Client<HttpConnector, Body>> = OnceLock::new();
-    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
+    CLIENT.get_or_init(|| {
+        // TCP_NODELAY: small proxied requests otherwise wait for delayed ACKs.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Client::builder(TokioExecutor::new()).build(connector)
+    })
 }
 
 pub async fn proxy_root(
