@@ -222,13 +222,23 @@ pub fn join_token(control_plane: &ControlPlane) -> String {
     JoinToken::for_cluster(&control_plane.api.credentials).to_string()
 }
 
-/// A kube-rs client for an admin kubeconfig held in memory.
+/// Requests one in-process client sends at once (see `request_limit`).
+const CLIENT_MAX_IN_FLIGHT: usize = 128;
+
+/// A kube-rs client for a kubeconfig held in memory, with at most
+/// [`CLIENT_MAX_IN_FLIGHT`] requests (so connections) in flight.
 pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).context("invalid kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("unusable kubeconfig")?;
-    kube::Client::try_from(config).context("cannot build API client")
+    let builder =
+        kube::client::ClientBuilder::try_from(config).context("cannot build API client")?;
+    Ok(builder
+        .with_layer(&super::request_limit::RequestLimitLayer::new(
+            CLIENT_MAX_IN_FLIGHT,
+        ))
+        .build())
 }
 
 /// Writes a file only its owner can read (it holds credentials).
