@@ -33,7 +33,15 @@ fn client() -> &'static Client<HttpConnector, Body> {
         // TCP_NODELAY: small proxied requests otherwise wait for delayed ACKs.
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        Client::builder(TokioExecutor::new()).build(connector)
+        // Idle connections to a pod are kept only briefly: hyper bounds the pool
+        // per host only, and an idle connection to each of 10,000 pods
+        // (two descriptors each, both ends in this process) exhausted the
+        // open-file limit.
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(std::time::Duration::from_millis(250))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector)
     })
 }
 
