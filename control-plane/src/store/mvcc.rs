@@ -348,28 +348,23 @@ impl Mvcc {
 
     /// A serializable copy of the whole map, history included.
     pub fn to_image(&self) -> MvccImage {
-        let history = self
-            .history
-            .iter()
-            .map(|r| {
-                let changes = r
-                    .changes
-                    .iter()
-                    .map(|c| match c {
-                        Change::Put { kv, prev } => {
-                            (Some((**kv).clone()), prev.as_deref().cloned())
-                        }
-                        Change::Delete { prev } => (None, Some((**prev).clone())),
-                    })
-                    .collect();
-                (r.revision, r.at_ms, changes)
-            })
-            .collect();
+        let image = self.image_ref();
+        let owned = |kv: Option<&KeyValue>| kv.cloned();
         MvccImage {
-            revision: self.revision,
-            compacted: self.compacted,
-            kvs: self.current.values().map(|kv| (**kv).clone()).collect(),
-            history,
+            revision: image.revision,
+            compacted: image.compacted,
+            kvs: image.kvs.into_iter().cloned().collect(),
+            history: image
+                .history
+                .into_iter()
+                .map(|(revision, at_ms, changes)| {
+                    let changes = changes
+                        .into_iter()
+                        .map(|(after, prev)| (owned(after), owned(prev)))
+                        .collect();
+                    (revision, at_ms, changes)
+                })
+                .collect(),
         }
     }
 
