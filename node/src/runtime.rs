@@ -219,6 +219,9 @@ impl RuntimeError {
 pub trait Runtime: Send + Sync + 'static {
     /// The runtime's name, e.g. `wasm` (shown in container ids as `wasm://...`).
     fn name(&self) -> &'static str;
+    /// Whether the image is already on this node (so `IfNotPresent` and
+    /// `Never` need no pull).
+    fn image_present(&self, image: &str) -> bool;
     /// Resolves and fetches an image per its pull policy.
     async fn pull(&self, request: &PullRequest) -> Result<ImageInfo, RuntimeError>;
     /// Prepares a container; nothing runs yet.

@@ -110,6 +110,10 @@ impl Runtime for WasmContainerRuntime {
         "wasm"
     }
 
+    fn image_present(&self, image: &str) -> bool {
+        self.artifact(image).is_some()
+    }
+
     async fn pull(&self, request: &PullRequest) -> Result<ImageInfo, RuntimeError> {
         if let Some(class) = request.runtime_class.as_deref()
             && class != "wasm"

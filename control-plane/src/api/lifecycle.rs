@@ -143,6 +143,19 @@ pub fn prepare_update(
             "the name of the object ({n}) does not match the name on the URL ({o})"
         )));
     }
+    // As kube-apiserver: an update that names a uid must name this object's
+    // (writers such as kubelet's status manager rely on it as a precondition,
+    // so a write meant for a pod never lands on its same-named successor).
+    let new_uid = new
+        .pointer("/metadata/uid")
+        .filter(|u| u.as_str() != Some(""));
+    if let Some(uid) = new_uid
+        && Some(uid) != old.pointer("/metadata/uid")
+    {
+        let mut errs = super::validation::Errors::default();
+        errs.invalid("metadata.uid", uid, "field is immutable");
+        errs.into_result(info, meta::name(old).unwrap_or(""))?;
+    }
     let mut obj = if subresource == Some("status") {
         let mut obj = old.clone();
         match new.get("status") {
@@ -248,5 +261,10 @@ mod tests {
         assert_eq!(out["metadata"]["generation"], 3);
         let renamed = json!({"metadata": {"name": "other"}});
         assert!(prepare_update(deploy, &old, renamed, None).is_err());
+        let other_uid = json!({"metadata": {"name": "d", "uid": "v"}, "spec": {"replicas": 1}});
+        let err = prepare_update(deploy, &old, other_uid, Some("status")).unwrap_err();
+        assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
+        let same_uid = json!({"metadata": {"name": "d", "uid": "u"}, "spec": {"replicas": 1}});
+        assert!(prepare_update(deploy, &old, same_uid, Some("status")).is_ok());
     }
 }

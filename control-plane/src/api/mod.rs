@@ -38,6 +38,7 @@ mod table;
 mod tokens;
 mod validation;
 mod watch;
+mod watch_decoded;
 
 pub use error::{ApiError, StatusCause};
 pub use request::{RequestAttributes, UserInfo};

@@ -4,6 +4,7 @@
 //! with BOOKMARKs, timeoutSeconds, initial events, resume from a
 //! resourceVersion and an `ERROR` 410 Expired event when it was compacted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,9 +19,9 @@ use tracing::Instrument as _;
 use super::error::ApiError;
 use super::handlers::Ctx;
 use super::handlers::list_objects;
-use super::objects;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::table;
+use super::watch_decoded::{DecodedObject, EventType, encode_line};
 use crate::store::{Revision, StoreError, WatchEvent};
 
 /// Default watch duration when the client gives no timeoutSeconds.
@@ -36,6 +37,11 @@ struct Filter {
 }
 
 impl Filter {
+    /// Whether every object passes (no selector, no name).
+    fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty() && self.name.is_none()
+    }
+
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj)
             && self.fields.matches(obj)
@@ -48,16 +54,21 @@ impl Filter {
 
 /// One event as a stream line, the object rendered as JSON or a Table row.
 fn line(kind: &str, obj: &Value, ctx: &Ctx, as_table: bool) -> Bytes {
-    let object = if as_table && kind != "BOOKMARK" && kind != "ERROR" {
-        table::table_for(ctx.info, std::slice::from_ref(obj), &ctx.query, None)
-            .unwrap_or_else(|e| e.to_status())
+    if as_table && kind != "BOOKMARK" && kind != "ERROR" {
+        let table = table::table_for(ctx.info, std::slice::from_ref(obj), &ctx.query, None)
+            .unwrap_or_else(|e| e.to_status());
+        return encode_line(kind, &table);
+    }
+    encode_line(kind, obj)
+}
+
+/// A store event's line: shared with every other watcher for JSON output.
+fn event_line(event: EventType, obj: &DecodedObject, ctx: &Ctx, as_table: bool) -> Bytes {
+    if as_table {
+        line(event.as_str(), &obj.object, ctx, true)
     } else {
-        obj.clone()
-    };
-    let mut bytes =
-        serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
+        obj.line(event)
+    }
 }
 
 fn bookmark(ctx: &Ctx, revision: Revision, initial_end: bool) -> Value {
@@ -73,31 +84,44 @@ fn expired(message: String) -> Value {
 }
 
 /// Translates one store event into the watch event this watcher should see.
+/// Decoding goes through the shared memo, so N watchers of one write decode
+/// it once; the previous value is decoded only when a selector needs it.
 fn translate(
     ctx: &Ctx,
     filter: &Filter,
     event: &WatchEvent,
-) -> Result<Option<(&'static str, Value)>, ApiError> {
+) -> Result<Option<(EventType, Arc<DecodedObject>)>, ApiError> {
     let store = &ctx.state.store;
+    let decoded = &ctx.state.decoded_events;
     match event {
         WatchEvent::Put { kv, prev } => {
-            let cur = objects::decode(store, ctx.info, kv)?;
-            let cur_ok = filter.matches(&cur);
+            let cur = decoded.decode(store, ctx.info, kv, kv.mod_revision)?;
+            if filter.is_everything() {
+                let kind = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                return Ok(Some((kind, cur)));
+            }
+            let cur_ok = filter.matches(&cur.object);
             let old = match prev {
-                Some(p) => Some(objects::decode_at(store, ctx.info, p, kv.mod_revision)?),
+                Some(p) => Some(decoded.decode(store, ctx.info, p, kv.mod_revision)?),
                 None => None,
             };
-            let old_ok = old.as_ref().is_some_and(|o| filter.matches(o));
-            Ok(match (old.is_some() && old_ok, cur_ok) {
-                (true, true) => Some(("MODIFIED", cur)),
-                (false, true) => Some(("ADDED", cur)),
-                (true, false) => old.map(|o| ("DELETED", o)),
+            let old_ok = old.as_ref().is_some_and(|o| filter.matches(&o.object));
+            Ok(match (old_ok, cur_ok) {
+                (true, true) => Some((EventType::Modified, cur)),
+                (false, true) => Some((EventType::Added, cur)),
+                (true, false) => old.map(|o| (EventType::Deleted, o)),
                 (false, false) => None,
             })
         }
         WatchEvent::Delete { prev, revision } => {
-            let old = objects::decode_at(store, ctx.info, prev, *revision)?;
-            Ok(filter.matches(&old).then_some(("DELETED", old)))
+            let old = decoded.decode(store, ctx.info, prev, *revision)?;
+            Ok(filter
+                .matches(&old.object)
+                .then_some((EventType::Deleted, old)))
         }
         WatchEvent::Progress { .. } => Ok(None),
     }
@@ -237,7 +261,7 @@ async fn run(
                 }
                 match translate(&ctx, &filter, &event) {
                     Ok(Some((kind, obj))) => {
-                        if !send(line(kind, &obj, &ctx, as_table)).await {
+                        if !send(event_line(kind, &obj, &ctx, as_table)).await {
                             return;
                         }
                     }

@@ -21,6 +21,7 @@ use crate::pods::events::EventRecorder;
 use crate::pods::ipam::{Ipam, PodCidr};
 use crate::pods::manager::{run_pod_manager, start_object_caches};
 use crate::pods::source::ObjectSource;
+use crate::pods::status_writer::StatusWriter;
 use crate::pods::table::PodTable;
 use crate::runtime_wasm::WasmContainerRuntime;
 
@@ -107,6 +108,7 @@ async fn build_context(
         objects,
         table: Arc::new(PodTable::default()),
         events: EventRecorder::start(client.clone(), config.name.clone(), shutdown.clone()),
+        status: StatusWriter::start(client.clone(), shutdown.clone()),
         host_ip: config.internal_ip().to_string(),
         node_cpu: f64::from(reading.cpus),
         node_memory: reading.memory_total as f64,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::events::EventRecorder;
 use super::ipam::Ipam;
 use super::source::ObjectSource;
+use super::status_writer::StatusWriter;
 use super::table::PodTable;
 use crate::config::NodeConfig;
 use crate::logs::LogRegistry;
@@ -21,6 +22,8 @@ pub struct NodeContext {
     pub objects: Arc<dyn ObjectSource>,
     pub table: Arc<PodTable>,
     pub events: EventRecorder,
+    /// Writes `pods/status` for every worker, newest status first.
+    pub status: StatusWriter,
     /// The node's InternalIP (pods' hostIP).
     pub host_ip: String,
     /// Node allocatable cpu (cores) and memory (bytes), for resourceFieldRef defaults.

@@ -16,6 +16,7 @@ pub mod resources;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod status_writer;
 pub mod table;
 mod terminate;
 pub mod tokens;

@@ -255,10 +255,9 @@ impl Worker {
         }
         self.ctx.table.remove(&self.ns, &self.name, &self.uid);
         self.ctx.ipam.release(&self.uid);
-        let dirs = vec![
-            self.pod_dir.clone(),
-            std::path::Path::new("/dev/shm/skiff").join(&self.uid),
-        ];
+        let dirs: Vec<_> = std::iter::once(self.pod_dir.clone())
+            .chain(super::volumes::memory_volume_root().map(|root| root.join(&self.uid)))
+            .collect();
         let _ = tokio::task::spawn_blocking(move || {
             for d in dirs {
                 let _ = std::fs::remove_dir_all(d);

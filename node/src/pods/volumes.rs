@@ -1,6 +1,6 @@
-//! Pod volumes on the node's disk: where each volume lives
-//! (`<pod dir>/volumes/<name>`, emptyDir in memory under /dev/shm when asked,
-//! local-path directories for PVCs, hostPath when allowed), the files a
+//! Pod volumes on the node: where each volume lives (`<pod dir>/volumes/<name>`;
+//! emptyDir `medium: Memory`, secret, projected and downwardAPI in memory
+//! under /dev/shm; local-path directories for PVCs, hostPath when allowed), the files a
 //! configMap / secret / downwardAPI / projected volume holds (pure; the
 //! ServiceAccount tokens of `serviceAccountToken` sources are fetched
 //! beforehand, see `tokens.rs`), and writing them so updates replace files
@@ -59,15 +59,27 @@ pub fn volume_dir(
             .join(ns)
             .join(&pvc.claim_name));
     }
-    if let Some(e) = &v.empty_dir
-        && e.medium.as_deref() == Some("Memory")
-    {
-        let shm = Path::new("/dev/shm");
-        if shm.is_dir() {
-            return Ok(shm.join("skiff").join(uid).join(&v.name));
-        }
+    // As kubelet: `medium: Memory` emptyDirs, and the volumes that carry
+    // secrets and tokens (secret, projected, downwardAPI), live in memory, so
+    // credentials never reach the disk. Where there is no tmpfs they fall
+    // back to the pod's directory.
+    let memory_emptydir = v
+        .empty_dir
+        .as_ref()
+        .is_some_and(|e| e.medium.as_deref() == Some("Memory"));
+    let in_memory =
+        memory_emptydir || v.secret.is_some() || v.projected.is_some() || v.downward_api.is_some();
+    if in_memory && let Some(root) = memory_volume_root() {
+        return Ok(root.join(uid).join(&v.name));
     }
     Ok(ctx.pod_dir.join("volumes").join(&v.name))
+}
+
+/// Where in-memory volumes of pod `uid` live (`<root>/<uid>/<volume>`):
+/// `/dev/shm/skiff` where `/dev/shm` is a tmpfs directory, else None.
+pub fn memory_volume_root() -> Option<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    shm.is_dir().then(|| shm.join("skiff"))
 }
 
 /// The files a configMap, secret, downwardAPI or projected volume holds

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::backoff::Backoff;
 use super::context::NodeContext;
@@ -25,7 +24,6 @@ use super::state::{AfterExit, CState, Ctr, Terminated, after_exit};
 use super::status::{PodFactsForStatus, pod_status};
 use super::tokens::PodTokens;
 use super::volumes::ProjectedFile;
-use crate::error::is_not_found;
 use crate::logs::pod_log_dir;
 use crate::runtime::{Exit, PullPolicy, PullRequest};
 
@@ -245,24 +243,30 @@ impl Worker {
                 auth: None,
                 runtime_class: runtime_class.clone(),
             };
-            self.event(
-                Some(key),
-                "Normal",
-                "Pulling",
-                format!("Pulling image \"{image}\""),
-            );
+            // As kubelet: an image already on the node (and not `Always`) is
+            // not pulled, and says so in one Pulled event.
+            let present =
+                request.policy != PullPolicy::Always && self.ctx.runtime.image_present(&image);
+            if !present {
+                self.event(
+                    Some(key),
+                    "Normal",
+                    "Pulling",
+                    format!("Pulling image \"{image}\""),
+                );
+            }
             let began = std::time::Instant::now();
             match self.ctx.runtime.pull(&request).await {
                 Ok(info) => {
-                    self.event(
-                        Some(key),
-                        "Normal",
-                        "Pulled",
+                    let message = if present {
+                        format!("Container image \"{image}\" already present on machine")
+                    } else {
                         format!(
                             "Successfully pulled image \"{image}\" in {:?}",
                             began.elapsed()
-                        ),
-                    );
+                        )
+                    };
+                    self.event(Some(key), "Normal", "Pulled", message);
                     if let Some(c) = self.ctr_mut(key) {
                         c.image_id = Some(info.image_id);
                     }
@@ -557,10 +561,10 @@ impl Worker {
             .min()
     }
 
-    /// Writes `pods/status` when it changed.
-    async fn publish(&mut self) -> bool {
+    /// Hands the pod's status to the node's status writer when it changed.
+    fn publish(&mut self) {
         if self.finished_before {
-            return true;
+            return;
         }
         let qos = self
             .pod
@@ -582,25 +586,12 @@ impl Worker {
         };
         let status = pod_status(&facts, &self.init, &self.main, self.last_status.as_ref());
         if self.last_status.as_ref() == Some(&status) {
-            return true;
+            return;
         }
-        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        let patch = serde_json::json!({ "status": status });
-        match pods
-            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {
-                debug!(pod = %format!("{}/{}", self.ns, self.name), phase = ?status.phase, "status updated");
-                self.last_status = Some(status);
-                true
-            }
-            Err(e) if is_not_found(&e) => true,
-            Err(e) => {
-                warn!(pod = %format!("{}/{}", self.ns, self.name), error = %e, "status update failed; retrying");
-                false
-            }
-        }
+        self.ctx
+            .status
+            .submit(&self.ns, &self.name, &self.uid, status.clone());
+        self.last_status = Some(status);
     }
 
     pub(super) fn log_path_of(&self, key: CtrKey) -> Option<PathBuf> {
@@ -638,9 +629,8 @@ pub async fn run_worker(
             }
             w.rotate_tokens().await;
             w.step().await;
-            let published = w.publish().await;
-            let publish_retry = (!published).then(|| Instant::now() + Duration::from_secs(1));
-            let wake = w.next_wake().into_iter().chain(publish_retry).min();
+            w.publish();
+            let wake = w.next_wake();
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     w.stop_all(Duration::ZERO).await;
