@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus, RollingUpdateDaemonSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, DaemonSetStatus, RollingUpdateDaemonSet,
+};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
@@ -32,7 +34,7 @@ use super::daemonset_plan::{
 };
 use super::deployment::resolve;
 use super::pods::{controlled_by, is_available, is_ready, phase};
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Subscribes the controller to DaemonSets, their pods and revisions, and nodes.
@@ -52,7 +54,14 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let cache = ctx.daemon_sets.cache().clone();
     ctx.controller_revisions
         .feed(queue.clone(), shutdown.clone(), move |c| {
-            owner_keys(c, "DaemonSet", &cache)
+            claim_keys(
+                c,
+                "DaemonSet",
+                &cache,
+                |o: &DaemonSet, r: &ControllerRevision| {
+                    selects(o.spec.as_ref().map(|s| &s.selector), r.labels())
+                },
+            )
         });
     let cache = ctx.daemon_sets.cache().clone();
     ctx.nodes
@@ -165,6 +174,8 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     }
     let spec = ds.spec.clone().unwrap_or_default();
     let old_collisions = ds.status.as_ref().and_then(|s| s.collision_count);
+    let selector = ds.spec.as_ref().map(|s| &s.selector);
+    controller_revision::claim_revisions(&ctx, ds.as_ref(), selector).await?;
     let mut collisions = old_collisions.unwrap_or(0);
     let cur = match controller_revision::current(&ctx, ds.as_ref(), &spec.template, &mut collisions)
         .await
@@ -230,7 +241,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
         .flatten()
         .filter_map(|p| p.labels().get(REVISION_HASH).cloned())
         .collect();
-    let live = |r: &k8s_openapi::api::apps::v1::ControllerRevision| {
+    let live = |r: &ControllerRevision| {
         r.name_any() == cur.name_any()
             || r.labels()
                 .get(REVISION_HASH)

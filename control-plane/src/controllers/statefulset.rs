@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::controller_ref::{claim, claim_keys, selects};
 use super::controller_revision::{self, revision_template};
 use super::pods::{controlled_by, is_available, is_ready};
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::statefulset_plan::{
     POD_INDEX, POD_NAME, Params, Revision, Step, claim_name, claim_owner, counts, deletes_claims,
     new_claims, new_pod, ordinal_of, plan, pod_name, pod_revision,
@@ -48,7 +48,14 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let cache = ctx.stateful_sets.cache().clone();
     ctx.controller_revisions
         .feed(queue.clone(), shutdown.clone(), move |c| {
-            owner_keys(c, "StatefulSet", &cache)
+            claim_keys(
+                c,
+                "StatefulSet",
+                &cache,
+                |o: &StatefulSet, r: &ControllerRevision| {
+                    selects(o.spec.as_ref().map(|s| &s.selector), r.labels())
+                },
+            )
         });
     let (ctx, sd) = (ctx.clone(), shutdown.clone());
     Started::new(async move {
@@ -107,6 +114,8 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     }
     let spec = set.spec.clone().unwrap_or_default();
     let old = set.status.clone().unwrap_or_default();
+    let selector = set.spec.as_ref().map(|s| &s.selector);
+    controller_revision::claim_revisions(&ctx, set.as_ref(), selector).await?;
     let mut collisions = old.collision_count.unwrap_or(0);
     let update =
         match controller_revision::current(&ctx, set.as_ref(), &spec.template, &mut collisions)
