@@ -205,7 +205,7 @@ fn orphaned_workloads_are_adopted_by_their_successors() {
     let status = cluster.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]);
     assert!(status.contains("successfully rolled out"), "{status}");
     let rss = sorted_names(&items(&get_json(&cluster, &["rs", "-l", "app=web"])));
-    assert_eq!(rss, [rs_name.clone()], "no second ReplicaSet");
+    assert_eq!(rss, [rs_name], "no second ReplicaSet");
     assert_eq!(
         sorted_names(&live_pods(&cluster, "app=web")),
         pods,
