@@ -20,7 +20,7 @@ impl Member {
         let dir = tempfile::tempdir().expect("data dir");
         let home = tempfile::tempdir().expect("home");
         let log = std::fs::File::create(dir.path().join("skiff.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let child = Command::new(crate::harness::skiff_bin())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .args(extra)
@@ -128,7 +128,7 @@ fn second_member_joins_with_the_token_and_serves_the_same_data() {
         .rsplit_once(':')
         .map(|(head, _)| format!("{head}:not-the-secret"))
         .expect("token shape");
-    let refused = Command::new(env!("CARGO_BIN_EXE_skiff"))
+    let refused = Command::new(crate::harness::skiff_bin())
         .args([
             "server",
             "--listen",

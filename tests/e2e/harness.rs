@@ -13,6 +13,16 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `skiff` binary under test: `SKIFF_E2E_BIN` when set (worktrees that
+/// share one target directory overwrite each other's `target/debug/skiff`,
+/// so point it at the `target/debug/deps/skiff-<hash>` of your own build),
+/// else the one cargo built for this test binary.
+pub fn skiff_bin() -> PathBuf {
+    std::env::var_os("SKIFF_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_skiff")))
+}
+
 /// A running `skiff up` owned by one test; stopped (SIGTERM) on drop.
 pub struct Cluster {
     child: Option<Child>,
@@ -63,7 +73,7 @@ impl Cluster {
             .append(true)
             .open(&self.log_path)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let child = Command::new(skiff_bin())
             .arg("up")
             .arg("--data-dir")
             .arg(self.data_dir.path())

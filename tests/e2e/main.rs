@@ -3,6 +3,7 @@
 //! it with real clients — kubectl, kube-rs, the Python client, curl-like HTTP.
 //! One test binary keeps link time down (wasmtime's `tests/all` pattern).
 
+mod adoption;
 mod api_errors;
 mod autoscaling_volumes;
 mod control_plane_join;

@@ -293,7 +293,7 @@ fn bad_scheduler_config_is_one_line() {
         "extenders:\n- urlPrefix: http://127.0.0.1:1/x\n  prioritizeVerb: prioritize\n",
     )
     .expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_skiff"))
+    let output = Command::new(crate::harness::skiff_bin())
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--scheduler-config")

@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::harness::Cluster;
 
 fn skiff(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
+    Command::new(crate::harness::skiff_bin())
         .args(args)
         .output()
         .expect("run skiff")

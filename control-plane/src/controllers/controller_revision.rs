@@ -2,19 +2,26 @@
 //! snapshot of a pod template (upstream's `{"spec":{"template":{...,
 //! "$patch":"replace"}}}`, so `kubectl rollout undo` can apply it), its hash
 //! and name, choosing between reusing, renumbering (a rollback) or creating
-//! the revision of the current template (with hash-collision handling), and
-//! pruning old history. The owners' pods are not touched here.
+//! the revision of the current template (with hash-collision handling),
+//! adopting orphan revisions the owner's selector picks (so an owner
+//! re-created after an orphaning delete keeps its history and its pods'
+//! revision), and pruning old history. The owners' pods are not touched here.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::controller_ref::{claim, selects};
 use super::pods::{controlled_by, owner_ref};
 use super::runtime::ObjectKey;
 use super::{ControllerError, Ctx, ignore_not_found};
@@ -153,6 +160,29 @@ pub fn owned(ctx: &Ctx, namespace: &str, owner_uid: &str) -> Vec<Arc<ControllerR
         )
     });
     revs
+}
+
+/// Claims the revisions of the owner's namespace: adopts orphans its
+/// `selector` picks and releases owned ones it no longer picks.
+pub async fn claim_revisions<K>(
+    ctx: &Ctx,
+    owner: &K,
+    selector: Option<&LabelSelector>,
+) -> Result<(), ControllerError>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let ns = owner.meta().namespace.clone().unwrap_or_default();
+    let cache = ctx.controller_revisions.cache();
+    let candidates = cache.list_namespace(&ns);
+    claim(&ctx.client, owner, cache, candidates, |r| {
+        selects(selector, r.labels())
+    })
+    .await?;
+    Ok(())
 }
 
 /// The revision of `template` for `owner`: reused, renumbered or created.

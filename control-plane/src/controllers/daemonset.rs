@@ -2,9 +2,13 @@
 //! it with a `metadata.name` node affinity so the default scheduler binds
 //! it; follows nodes joining, changing and leaving (pods on nodes that are
 //! gone are deleted without grace, as no kubelet will finish them); rolls
-//! template changes with RollingUpdate (maxUnavailable) or OnDelete, tracking
+//! template changes with RollingUpdate (maxUnavailable, or maxSurge: the new
+//! pod starts beside the old one, which goes once the new one is available)
+//! or OnDelete, tracking
 //! revisions with ControllerRevisions and the `controller-revision-hash`
-//! label; reports the status `kubectl rollout status ds/x` reads. The
+//! label; adopts matching orphan pods and releases owned pods that stop
+//! matching (`controller_ref.rs`); reports the status `kubectl rollout
+//! status ds/x` reads. The
 //! decisions live in `daemonset_plan.rs`; this file reads the caches and
 //! writes through the API.
 
@@ -13,21 +17,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus, RollingUpdateDaemonSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, DaemonSetStatus, RollingUpdateDaemonSet,
+};
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use super::controller_ref::{claim, claim_keys, selects};
 use super::controller_revision::{self, REVISION_HASH};
 use super::daemonset_plan::{
-    Counts, Fit, counts, daemon_pod_spec, is_updated, manage, node_fit, pod_for_node,
-    rolling_deletions, target_node, template_generation,
+    Counts, Fit, Surge, counts, daemon_pod_spec, is_updated, manage, node_fit, pod_for_node,
+    rolling_deletions, surge_rolling, target_node, template_generation,
 };
 use super::deployment::resolve;
 use super::pods::{controlled_by, is_available, is_ready, phase};
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Subscribes the controller to DaemonSets, their pods and revisions, and nodes.
@@ -40,12 +47,21 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
         });
     let cache = ctx.daemon_sets.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
-        owner_keys(c, "DaemonSet", &cache)
+        claim_keys(c, "DaemonSet", &cache, |ds: &DaemonSet, p: &Pod| {
+            selects(ds.spec.as_ref().map(|s| &s.selector), p.labels())
+        })
     });
     let cache = ctx.daemon_sets.cache().clone();
     ctx.controller_revisions
         .feed(queue.clone(), shutdown.clone(), move |c| {
-            owner_keys(c, "DaemonSet", &cache)
+            claim_keys(
+                c,
+                "DaemonSet",
+                &cache,
+                |o: &DaemonSet, r: &ControllerRevision| {
+                    selects(o.spec.as_ref().map(|s| &s.selector), r.labels())
+                },
+            )
         });
     let cache = ctx.daemon_sets.cache().clone();
     ctx.nodes
@@ -85,17 +101,11 @@ fn node_changed(old: &Node, new: &Node) -> bool {
 
 /// The DaemonSet's pods by the node they are bound or pinned to (finished
 /// pods that are being deleted are left out, as upstream).
-fn daemon_pods(ctx: &Ctx, ds: &DaemonSet) -> BTreeMap<String, Vec<Arc<Pod>>> {
-    let uid = ds.uid().unwrap_or_default();
+fn by_node(pods: impl IntoIterator<Item = Arc<Pod>>) -> BTreeMap<String, Vec<Arc<Pod>>> {
     let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
-    for p in ctx
-        .pods
-        .cache()
-        .list_namespace(&ds.namespace().unwrap_or_default())
-    {
+    for p in pods {
         let finished = matches!(phase(&p), "Succeeded" | "Failed");
-        if !controlled_by(p.as_ref(), &uid) || (finished && p.metadata.deletion_timestamp.is_some())
-        {
+        if finished && p.metadata.deletion_timestamp.is_some() {
             continue;
         }
         if let Some(node) = target_node(&p) {
@@ -103,6 +113,47 @@ fn daemon_pods(ctx: &Ctx, ds: &DaemonSet) -> BTreeMap<String, Vec<Arc<Pod>>> {
         }
     }
     by_node
+}
+
+/// The DaemonSet's pods in the cache, by node.
+fn daemon_pods(ctx: &Ctx, ds: &DaemonSet) -> BTreeMap<String, Vec<Arc<Pod>>> {
+    let uid = ds.uid().unwrap_or_default();
+    let ns = ds.namespace().unwrap_or_default();
+    by_node(
+        ctx.pods
+            .cache()
+            .list_namespace(&ns)
+            .into_iter()
+            .filter(|p| controlled_by(p.as_ref(), &uid)),
+    )
+}
+
+/// Claims the pods of the DaemonSet's namespace (adopting matching orphans,
+/// releasing strays) and returns those it now controls, by node.
+async fn claim_daemon_pods(
+    ctx: &Ctx,
+    ds: &DaemonSet,
+) -> Result<BTreeMap<String, Vec<Arc<Pod>>>, ControllerError> {
+    let ns = ds.namespace().unwrap_or_default();
+    let selector = ds.spec.as_ref().map(|s| &s.selector);
+    let candidates = ctx.pods.cache().list_namespace(&ns);
+    let claimed = claim(&ctx.client, ds, ctx.pods.cache(), candidates, |p| {
+        selects(selector, p.labels())
+    })
+    .await?;
+    Ok(by_node(claimed))
+}
+
+/// maxSurge resolved against the desired count (rounded up); 0 when unset.
+fn max_surge(ru: Option<&RollingUpdateDaemonSet>, desired: i32) -> i32 {
+    ru.and_then(|r| r.max_surge.as_ref())
+        .map_or(0, |v| resolve(Some(v), 0, desired, true).max(0))
+}
+
+/// True when a RollingUpdate surges (upstream's AllowsSurge: maxSurge
+/// resolved against one node is not 0).
+fn allows_surge(ru: Option<&RollingUpdateDaemonSet>) -> bool {
+    max_surge(ru, 1) > 0
 }
 
 /// maxUnavailable resolved against the desired count (rounded up; at least 1).
@@ -123,6 +174,8 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     }
     let spec = ds.spec.clone().unwrap_or_default();
     let old_collisions = ds.status.as_ref().and_then(|s| s.collision_count);
+    let selector = ds.spec.as_ref().map(|s| &s.selector);
+    controller_revision::claim_revisions(&ctx, ds.as_ref(), selector).await?;
     let mut collisions = old_collisions.unwrap_or(0);
     let cur = match controller_revision::current(&ctx, ds.as_ref(), &spec.template, &mut collisions)
         .await
@@ -150,13 +203,28 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
         .collect();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let now = Timestamp::now();
-    let by_node = daemon_pods(&ctx, &ds);
-    let mut plan = manage(&fits, &by_node);
+    let by_node = claim_daemon_pods(&ctx, &ds).await?;
     let strategy = spec.update_strategy.clone().unwrap_or_default();
-    if strategy.type_.as_deref() != Some("OnDelete") {
+    let rolling = strategy.type_.as_deref() != Some("OnDelete");
+    let ru = strategy.rolling_update.as_ref().filter(|_| rolling);
+    let surge = allows_surge(ru).then_some(Surge {
+        updated: &updated,
+        min_ready_seconds: min_ready,
+        now,
+    });
+    let mut plan = manage(&fits, &by_node, surge.as_ref());
+    if rolling {
         let desired = fits.values().filter(|f| f.should_run).count() as i32;
-        let max = max_unavailable(strategy.rolling_update.as_ref(), desired);
-        for p in rolling_deletions(&fits, &by_node, updated, max, min_ready, now) {
+        let deletions = if surge.is_some() {
+            let max = max_surge(ru, desired);
+            let step = surge_rolling(&fits, &by_node, updated, max, min_ready, now);
+            plan.create.extend(step.create);
+            step.delete
+        } else {
+            let max = max_unavailable(ru, desired);
+            rolling_deletions(&fits, &by_node, updated, max, min_ready, now)
+        };
+        for p in deletions {
             if !plan.delete.iter().any(|d| d.name_any() == p.name_any()) {
                 plan.delete.push(p);
             }
@@ -173,7 +241,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
         .flatten()
         .filter_map(|p| p.labels().get(REVISION_HASH).cloned())
         .collect();
-    let live = |r: &k8s_openapi::api::apps::v1::ControllerRevision| {
+    let live = |r: &ControllerRevision| {
         r.name_any() == cur.name_any()
             || r.labels()
                 .get(REVISION_HASH)
@@ -370,6 +438,21 @@ mod tests {
             3
         );
         assert_eq!(max_unavailable(Some(&ru(IntOrString::Int(0))), 10), 1);
+    }
+
+    #[test]
+    fn max_surge_rounds_up_and_decides_the_mode() {
+        let ru = |s: IntOrString, u: i32| RollingUpdateDaemonSet {
+            max_surge: Some(s),
+            max_unavailable: Some(IntOrString::Int(u)),
+        };
+        assert_eq!(max_surge(None, 10), 0);
+        assert!(!allows_surge(None));
+        assert!(!allows_surge(Some(&ru(IntOrString::Int(0), 1))));
+        let pct = ru(IntOrString::String("10%".into()), 0);
+        assert!(allows_surge(Some(&pct)));
+        assert_eq!(max_surge(Some(&pct), 15), 2);
+        assert_eq!(max_surge(Some(&ru(IntOrString::Int(2), 0)), 15), 2);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! tolerations plus the automatic daemon tolerations); the pod for a node
 //! (pinned with a `metadata.name` matchFields node affinity so the default
 //! scheduler binds it); which pods to create or delete; which old pods a
-//! rolling update replaces now; and the status counts. Pure; `daemonset.rs`
+//! rolling update replaces now, or with maxSurge which nodes get their new
+//! pod beside the old one and which old pods then go; and the status counts. Pure; `daemonset.rs`
 //! does the I/O.
 
 use std::collections::BTreeMap;
@@ -239,8 +240,23 @@ pub struct Plan {
     pub orphaned: Vec<Arc<Pod>>,
 }
 
-/// Upstream's podsShouldBeOnNode over every node (surge not supported).
-pub fn manage(fits: &BTreeMap<String, Fit>, by_node: &BTreeMap<String, Vec<Arc<Pod>>>) -> Plan {
+/// What `manage` needs to know when the rollout surges (maxSurge > 0).
+pub struct Surge<'a> {
+    /// True for a pod of the current revision.
+    pub updated: &'a (dyn Fn(&Pod) -> bool + Sync),
+    pub min_ready_seconds: i32,
+    pub now: Timestamp,
+}
+
+/// Upstream's podsShouldBeOnNode over every node. Without surge a node
+/// keeps only its oldest running pod; with surge it may keep its oldest old
+/// pod beside its oldest new one until the new one is available (or the old
+/// one stops being ready).
+pub fn manage(
+    fits: &BTreeMap<String, Fit>,
+    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
+    surge: Option<&Surge>,
+) -> Plan {
     let mut plan = Plan::default();
     for (node, fit) in fits {
         let pods = by_node.get(node);
@@ -260,7 +276,10 @@ pub fn manage(fits: &BTreeMap<String, Fit>, by_node: &BTreeMap<String, Vec<Arc<P
                     }
                 }
                 oldest_first(&mut running);
-                plan.delete.extend(running.into_iter().skip(1));
+                match surge {
+                    None => plan.delete.extend(running.into_iter().skip(1)),
+                    Some(s) => plan.delete.extend(surge_extras(running, s)),
+                }
             }
             Some(pods) => plan.delete.extend(
                 pods.iter()
@@ -275,6 +294,111 @@ pub fn manage(fits: &BTreeMap<String, Fit>, by_node: &BTreeMap<String, Vec<Arc<P
         }
     }
     plan
+}
+
+/// The running pods of one node (oldest first) a surging node does not
+/// keep: all but the oldest new and the oldest old pod, and that old pod
+/// too once the new one is available or the old one is not ready.
+fn surge_extras(running: Vec<Arc<Pod>>, s: &Surge) -> Vec<Arc<Pod>> {
+    let (mut new, mut old): (Option<Arc<Pod>>, Option<Arc<Pod>>) = (None, None);
+    let mut extras = Vec::new();
+    for p in running {
+        let slot = if (s.updated)(&p) { &mut new } else { &mut old };
+        if slot.is_none() {
+            *slot = Some(p);
+        } else {
+            extras.push(p);
+        }
+    }
+    if let (Some(new), Some(old)) = (&new, old)
+        && (!is_ready(&old) || is_available(new, s.min_ready_seconds, s.now))
+    {
+        extras.push(old);
+    }
+    extras
+}
+
+/// A node's one new and one old live pod, either possibly missing.
+type NewAndOld<'a> = (Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>);
+
+/// A node's live pods split into its one new and one old pod; None when it
+/// has two of either (manage prunes those first).
+fn split_updated<'a>(
+    pods: &'a [Arc<Pod>],
+    updated: &impl Fn(&Pod) -> bool,
+) -> Option<NewAndOld<'a>> {
+    let (mut new, mut old) = (None, None);
+    for p in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        let slot = if updated(p) { &mut new } else { &mut old };
+        if slot.replace(p).is_some() {
+            return None;
+        }
+    }
+    Some((new, old))
+}
+
+/// What a surging RollingUpdate does now.
+#[derive(Debug, Default)]
+pub struct SurgeStep {
+    /// Old pods to delete: replaced by an available new pod, or unavailable
+    /// on a node that should no longer run them.
+    pub delete: Vec<Arc<Pod>>,
+    /// Nodes to start a new pod on beside the old one.
+    pub create: Vec<String>,
+}
+
+/// Upstream's rollingUpdate with maxSurge: a node whose old pod is
+/// unavailable gets its new pod at once; nodes with an available old pod
+/// get one while fewer than `max_surge` nodes are surging (a new pod not yet
+/// available, or excess pods); an old pod goes once the new pod beside it
+/// is available. Old pods on nodes that should no longer run them go only
+/// while more nodes are available than desired.
+pub fn surge_rolling(
+    fits: &BTreeMap<String, Fit>,
+    by_node: &BTreeMap<String, Vec<Arc<Pod>>>,
+    updated: impl Fn(&Pod) -> bool,
+    max_surge: i32,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> SurgeStep {
+    let available = |p: &Pod| is_available(p, min_ready_seconds, now);
+    let desired = fits.values().filter(|f| f.should_run).count();
+    let mut step = SurgeStep::default();
+    let (mut surging, mut num_available) = (0, 0usize);
+    let (mut candidates, mut misplaced) = (Vec::new(), Vec::new());
+    for (node, pods) in by_node {
+        // Pods of nodes that are gone are manage's (deleted without grace).
+        let Some(fit) = fits.get(node) else { continue };
+        let Some((new, old)) = split_updated(pods, &updated) else {
+            surging += 1;
+            continue;
+        };
+        if old.or(new).is_some_and(|p| available(p)) {
+            num_available += 1;
+        }
+        match (new, old) {
+            (_, None) => {}
+            (None, Some(old)) if !fit.should_run => {
+                if available(old) {
+                    misplaced.push(old.clone());
+                } else {
+                    step.delete.push(old.clone());
+                }
+            }
+            (None, Some(old)) if !available(old) => step.create.push(node.clone()),
+            (None, Some(_)) => candidates.push(node.clone()),
+            (Some(new), Some(_)) if !available(new) => surging += 1,
+            (Some(_), Some(old)) => step.delete.push(old.clone()),
+        }
+    }
+    let spare = num_available.saturating_sub(desired).min(misplaced.len());
+    step.delete.extend(misplaced.into_iter().take(spare));
+    let room = (max_surge - surging).clamp(0, candidates.len() as i32) as usize;
+    step.create.extend(candidates.into_iter().take(room));
+    step
 }
 
 /// The old pods a RollingUpdate deletes now (upstream's rollingUpdate

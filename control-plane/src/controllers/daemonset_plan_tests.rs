@@ -1,4 +1,5 @@
-//! Unit tests of the DaemonSet plan: eligibility, pod shape, manage, rolling update, counts.
+//! Unit tests of the DaemonSet plan: eligibility, pod shape, manage, rolling
+//! update (maxUnavailable and maxSurge), counts.
 
 use super::*;
 use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, PodCondition, PodStatus};
@@ -253,7 +254,7 @@ fn manage_creates_prunes_and_forgets() {
         pod("d-1", "d", "h", true, 5),
         pod("gone-1", "gone", "h", true, 5),
     ];
-    let plan = manage(&fits, &by_node(&pods));
+    let plan = manage(&fits, &by_node(&pods), None);
     assert_eq!(plan.create, vec!["a"]);
     let mut deleted = names(&plan.delete);
     deleted.sort();
@@ -270,7 +271,7 @@ fn a_deleting_pod_blocks_its_replacement() {
     let fits = BTreeMap::from([("a".to_string(), RUN)]);
     let mut dying = (*pod("a-1", "a", "h", true, 5)).clone();
     dying.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-    let plan = manage(&fits, &by_node(&[Arc::new(dying)]));
+    let plan = manage(&fits, &by_node(&[Arc::new(dying)]), None);
     assert!(plan.create.is_empty() && plan.delete.is_empty());
 }
 
@@ -342,4 +343,144 @@ fn status_counts_like_upstream() {
             misscheduled: 1,
         }
     );
+}
+
+fn is_new(p: &Pod) -> bool {
+    p.labels().get(REVISION_HASH).map(String::as_str) == Some("new")
+}
+
+fn deleted_names(plan: &[Arc<Pod>]) -> Vec<String> {
+    let mut names = names(plan);
+    names.sort();
+    names
+}
+
+#[test]
+fn surging_nodes_keep_the_old_pod_until_the_new_one_is_available() {
+    let fits = BTreeMap::from([
+        ("a".to_string(), RUN),
+        ("b".to_string(), RUN),
+        ("c".to_string(), RUN),
+        ("d".to_string(), RUN),
+    ]);
+    let now = Timestamp::now();
+    let surge = Surge {
+        updated: &is_new,
+        min_ready_seconds: 0,
+        now,
+    };
+    let pods = vec![
+        // a: the new pod is starting; both stay.
+        pod("a-old", "a", "old", true, 10),
+        pod("a-new", "a", "new", false, 1),
+        // b: the new pod is available; the old one goes.
+        pod("b-old", "b", "old", true, 10),
+        pod("b-new", "b", "new", true, 1),
+        // c: the old pod stopped being ready; it goes at once.
+        pod("c-old", "c", "old", false, 10),
+        pod("c-new", "c", "new", false, 1),
+        // d: two new pods and an old one; the younger new pod is extra.
+        pod("d-old", "d", "old", true, 10),
+        pod("d-new", "d", "new", false, 2),
+        pod("d-new2", "d", "new", false, 1),
+    ];
+    let plan = manage(&fits, &by_node(&pods), Some(&surge));
+    assert!(plan.create.is_empty());
+    assert_eq!(
+        deleted_names(&plan.delete),
+        ["b-old", "c-old", "d-new2"],
+        "keep one old and one new pod per node"
+    );
+    // Without surge only the oldest pod of a node stays.
+    let plan = manage(&fits, &by_node(&pods), None);
+    assert_eq!(
+        deleted_names(&plan.delete),
+        ["a-new", "b-new", "c-new", "d-new", "d-new2"]
+    );
+    // minReadySeconds: a new pod ready for 1 s is not available yet.
+    let patient = Surge {
+        min_ready_seconds: 5,
+        ..surge
+    };
+    let plan = manage(&fits, &by_node(&pods), Some(&patient));
+    assert_eq!(deleted_names(&plan.delete), ["c-old", "d-new2"]);
+}
+
+#[test]
+fn surge_creates_beside_old_pods_within_max_surge() {
+    let fits: BTreeMap<String, Fit> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| (n.to_string(), RUN))
+        .collect();
+    let now = Timestamp::now();
+    let all_old = vec![
+        pod("a-1", "a", "old", true, 10),
+        pod("b-1", "b", "old", true, 10),
+        pod("c-1", "c", "old", true, 10),
+        pod("d-1", "d", "old", true, 10),
+    ];
+    let step = surge_rolling(&fits, &by_node(&all_old), is_new, 1, 0, now);
+    assert_eq!(step.create, ["a"]);
+    assert!(
+        step.delete.is_empty(),
+        "nothing goes before its successor is up"
+    );
+    let step = surge_rolling(&fits, &by_node(&all_old), is_new, 3, 0, now);
+    assert_eq!(step.create, ["a", "b", "c"]);
+
+    // a is surging (its new pod is not available): no room for another node,
+    // but an unavailable old pod (c) is replaced at once.
+    let pods = vec![
+        pod("a-1", "a", "old", true, 10),
+        pod("a-2", "a", "new", false, 1),
+        pod("b-1", "b", "old", true, 10),
+        pod("c-1", "c", "old", false, 10),
+        pod("d-1", "d", "old", true, 10),
+    ];
+    let step = surge_rolling(&fits, &by_node(&pods), is_new, 1, 0, now);
+    assert_eq!(step.create, ["c"]);
+    assert!(step.delete.is_empty());
+
+    // a's new pod is available: its old pod goes and the next node surges.
+    let pods = vec![
+        pod("a-1", "a", "old", true, 10),
+        pod("a-2", "a", "new", true, 1),
+        pod("b-1", "b", "old", true, 10),
+        pod("c-2", "c", "new", true, 1),
+        pod("d-1", "d", "old", true, 10),
+    ];
+    let step = surge_rolling(&fits, &by_node(&pods), is_new, 1, 0, now);
+    assert_eq!(names(&step.delete), ["a-1"]);
+    assert_eq!(step.create, ["b"]);
+    // ... unless minReadySeconds has not passed yet.
+    let step = surge_rolling(&fits, &by_node(&pods), is_new, 1, 5, now);
+    assert!(step.delete.is_empty() && step.create.is_empty());
+}
+
+#[test]
+fn surge_moves_off_nodes_that_should_not_run_only_with_spare_availability() {
+    let mut fits: BTreeMap<String, Fit> = ["a", "b"].iter().map(|n| (n.to_string(), RUN)).collect();
+    fits.insert("x".into(), KEEP);
+    let now = Timestamp::now();
+    // x's pod is the only available one; a and b are still starting.
+    let pods = vec![
+        pod("x-1", "x", "old", true, 10),
+        pod("a-2", "a", "new", false, 1),
+        pod("b-2", "b", "new", false, 1),
+    ];
+    let step = surge_rolling(&fits, &by_node(&pods), is_new, 1, 0, now);
+    assert!(step.delete.is_empty(), "{:?}", names(&step.delete));
+    assert!(step.create.is_empty(), "x should not run a new pod");
+    // Once a and b are available, three available pods for two desired: x's goes.
+    let pods = vec![
+        pod("x-1", "x", "old", true, 10),
+        pod("a-2", "a", "new", true, 1),
+        pod("b-2", "b", "new", true, 1),
+    ];
+    let step = surge_rolling(&fits, &by_node(&pods), is_new, 1, 0, now);
+    assert_eq!(names(&step.delete), ["x-1"]);
+    // An unavailable old pod on such a node goes at once.
+    let pods = vec![pod("x-1", "x", "old", false, 10)];
+    let step = surge_rolling(&fits, &by_node(&pods), is_new, 1, 0, now);
+    assert_eq!(names(&step.delete), ["x-1"]);
 }

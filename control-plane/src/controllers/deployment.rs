@@ -3,6 +3,10 @@
 //! as numbers or percentages) or Recreate, revision annotations (so
 //! `kubectl rollout undo` works), revisionHistoryLimit, paused,
 //! progressDeadlineSeconds and the status `kubectl rollout status` reads.
+//! ReplicaSets matching the selector without a controller are adopted (and
+//! owned ones that stop matching released) through `controller_ref.rs`, so
+//! a Deployment re-created after an orphaning delete takes its old
+//! ReplicaSets back.
 //! The rollout arithmetic lives in `deployment_math`-style pure helpers below.
 
 use std::collections::BTreeMap;
@@ -20,8 +24,9 @@ use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use super::controller_ref::{claim, claim_keys, selects};
 use super::pods::{controlled_by, is_active, owner_ref};
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_conflict};
 
 /// Annotation carrying the rollout revision on Deployments and ReplicaSets.
@@ -43,7 +48,14 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let cache = ctx.deployments.cache().clone();
     ctx.replica_sets
         .feed(queue.clone(), shutdown.clone(), move |c| {
-            owner_keys(c, "Deployment", &cache)
+            claim_keys(
+                c,
+                "Deployment",
+                &cache,
+                |d: &Deployment, rs: &ReplicaSet| {
+                    selects(d.spec.as_ref().map(|s| &s.selector), rs.labels())
+                },
+            )
         });
     let (ctx, sd) = (ctx.clone(), shutdown.clone());
     Started::new(async move {
@@ -133,13 +145,19 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
         return Ok(Action::AwaitChange);
     }
     let uid = d.uid().unwrap_or_default();
-    let mut rss: Vec<Arc<ReplicaSet>> = ctx
-        .replica_sets
-        .cache()
-        .list_namespace(&key.namespace)
-        .into_iter()
-        .filter(|rs| controlled_by(rs.as_ref(), &uid) && rs.metadata.deletion_timestamp.is_none())
-        .collect();
+    let selector = d.spec.as_ref().map(|s| &s.selector);
+    let candidates = ctx.replica_sets.cache().list_namespace(&key.namespace);
+    let mut rss: Vec<Arc<ReplicaSet>> = claim(
+        &ctx.client,
+        d.as_ref(),
+        ctx.replica_sets.cache(),
+        candidates,
+        |rs| selects(selector, rs.labels()),
+    )
+    .await?
+    .into_iter()
+    .filter(|rs| rs.metadata.deletion_timestamp.is_none())
+    .collect();
     rss.sort_by_key(|rs| {
         (
             revision(rs),

@@ -10,6 +10,10 @@ pub enum ControllerError {
     /// An object could not be (de)serialised.
     #[error("serialization failed: {0}")]
     Serde(#[from] serde_json::Error),
+    /// A controller may not adopt for an owner that a live read shows is
+    /// being deleted or was replaced (a new object under the same name).
+    #[error("cannot adopt for {0}: it is being deleted or was replaced")]
+    CannotAdopt(String),
     /// An object in the cache is not valid for this controller.
     #[error("invalid object: {0}")]
     Invalid(String),

@@ -5,7 +5,8 @@
 //! backoff limit, activeDeadlineSeconds and ttlSecondsAfterFinished; the
 //! counts and conditions `kubectl get/wait` read. The arithmetic lives in
 //! `job_plan.rs` and `job_indexes.rs`; this file reads the caches and
-//! writes through the API (created and deleted pods go straight into the
+//! writes through the API (orphan pods the selector picks are adopted and
+//! strays released through `controller_ref.rs`; created and deleted pods go straight into the
 //! pod cache so a burst of reconciles never over-creates). Pods are counted
 //! as they exist (no job-tracking finalizers): deleting the finished pods
 //! of a running Job forgets them, as Kubernetes did before 1.26.
@@ -22,14 +23,15 @@ use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use super::controller_ref::{claim, claim_keys, selects};
 use super::job_indexes::{COMPLETION_INDEX, format_intervals};
 use super::job_plan::{
     BURST, COMPLETE, COMPLETIONS_REACHED, FAILED, FAILURE_TARGET, Observed, Params,
     SUCCESS_CRITERIA_MET, SUSPENDED, backoff_left, condition_true, deadline_left, failure,
     finished_at, scale, set_condition, success_met, ttl_left,
 };
-use super::pods::{controlled_by, owner_ref};
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::pods::owner_ref;
+use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Label (and selector key) naming the Job that controls a pod, by uid.
@@ -54,7 +56,12 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     });
     let cache = ctx.jobs.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
-        owner_keys(c, "Job", &cache)
+        claim_keys(c, "Job", &cache, |job: &Job, p: &Pod| {
+            selects(
+                job.spec.as_ref().and_then(|s| s.selector.as_ref()),
+                p.labels(),
+            )
+        })
     });
     let (ctx, sd) = (ctx.clone(), shutdown.clone());
     Started::new(async move {
@@ -66,15 +73,18 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     })
 }
 
-/// The pods a Job controls, from the cache.
-pub fn owned_pods(ctx: &Ctx, job: &Job) -> Vec<Arc<Pod>> {
-    let uid = job.uid().unwrap_or_default();
-    ctx.pods
+/// Claims the pods of the Job's namespace (adopting orphans its selector
+/// picks, releasing strays) and returns those it now controls.
+pub async fn claim_pods(ctx: &Ctx, job: &Job) -> Result<Vec<Arc<Pod>>, ControllerError> {
+    let candidates = ctx
+        .pods
         .cache()
-        .list_namespace(&job.namespace().unwrap_or_default())
-        .into_iter()
-        .filter(|p| controlled_by(p.as_ref(), &uid))
-        .collect()
+        .list_namespace(&job.namespace().unwrap_or_default());
+    let selector = job.spec.as_ref().and_then(|s| s.selector.as_ref());
+    claim(&ctx.client, job, ctx.pods.cache(), candidates, |p| {
+        selects(selector, p.labels())
+    })
+    .await
 }
 
 /// How a Job is ending, once decided.
@@ -99,7 +109,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     }
     let p = Params::of(&spec);
     let mut status = job.status.clone().unwrap_or_default();
-    let o = Observed::of(&p, &status, &owned_pods(&ctx, &job));
+    let o = Observed::of(&p, &status, &claim_pods(&ctx, &job).await?);
     let mut conds = status.conditions.take().unwrap_or_default();
     let started = status.start_time.as_ref().map(|t| t.0);
     // Events about conditions, recorded once the status that sets them is written.

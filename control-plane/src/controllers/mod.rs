@@ -3,6 +3,7 @@
 //! writing only through the API with resourceVersion preconditions. `run`
 //! elects a leader through a Lease and starts every controller.
 
+pub mod controller_ref;
 pub mod controller_revision;
 pub mod cron_schedule;
 pub mod cronjob;

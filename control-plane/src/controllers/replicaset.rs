@@ -1,7 +1,8 @@
 //! The ReplicaSet controller: keeps `spec.replicas` active pods matching the
-//! selector and controlled by the ReplicaSet (creating from the template or
-//! deleting the most disposable), and reports replicas, fullyLabeled, ready
-//! and available counts. Created and deleted pods are written through to
+//! selector and controlled by the ReplicaSet (adopting matching orphans and
+//! releasing pods that stopped matching, through `controller_ref.rs`;
+//! creating from the template or deleting the most disposable), and reports
+//! replicas, fullyLabeled, ready and available counts. Created and deleted pods are written through to
 //! the cache so a burst of reconciles never over-creates.
 
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::pods::{controlled_by, deletion_rank, is_active, is_available, is_ready, owner_ref};
+use super::controller_ref::{claim, claim_keys, selects};
+use super::pods::{deletion_rank, is_active, is_available, is_ready, owner_ref};
 use super::runtime::selector::selector_matches;
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Most pods created or deleted in one reconcile.
@@ -34,7 +36,9 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
         });
     let cache = ctx.replica_sets.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
-        owner_keys(c, "ReplicaSet", &cache)
+        claim_keys(c, "ReplicaSet", &cache, |rs: &ReplicaSet, p: &Pod| {
+            selects(rs.spec.as_ref().map(|s| &s.selector), p.labels())
+        })
     });
     let (ctx, sd) = (ctx.clone(), shutdown.clone());
     Started::new(async move {
@@ -46,15 +50,21 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     })
 }
 
-/// The active pods a ReplicaSet controls, from the cache.
-pub fn owned_pods(ctx: &Ctx, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
-    let uid = rs.uid().unwrap_or_default();
-    ctx.pods
+/// The active pods a ReplicaSet controls once it has claimed the active
+/// pods of its namespace (adopting matching orphans, releasing strays).
+pub async fn claim_pods(ctx: &Ctx, rs: &ReplicaSet) -> Result<Vec<Arc<Pod>>, ControllerError> {
+    let active: Vec<Arc<Pod>> = ctx
+        .pods
         .cache()
         .list_namespace(&rs.namespace().unwrap_or_default())
         .into_iter()
-        .filter(|p| controlled_by(p.as_ref(), &uid))
-        .collect()
+        .filter(|p| is_active(p))
+        .collect();
+    let selector = rs.spec.as_ref().map(|s| &s.selector);
+    claim(&ctx.client, rs, ctx.pods.cache(), active, |p| {
+        selects(selector, p.labels())
+    })
+    .await
 }
 
 /// Reconciles one ReplicaSet.
@@ -67,8 +77,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     }
     let spec = rs.spec.clone().unwrap_or_default();
     let want = spec.replicas.unwrap_or(1).max(0) as usize;
-    let all = owned_pods(&ctx, &rs);
-    let mut active: Vec<Arc<Pod>> = all.iter().filter(|p| is_active(p)).cloned().collect();
+    let mut active = claim_pods(&ctx, &rs).await?;
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &key.namespace);
     if active.len() < want {
         let n = (want - active.len()).min(BURST);

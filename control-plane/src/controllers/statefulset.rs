@@ -7,7 +7,9 @@
 //! scale-down in reverse) or Parallel; RollingUpdate (highest ordinal
 //! first, down to the partition) or OnDelete, with revisions as
 //! ControllerRevisions and the `controller-revision-hash` label; the status
-//! `kubectl rollout status sts/x` reads. The decisions live in
+//! `kubectl rollout status sts/x` reads. Pods named `<set>-<ordinal>` that
+//! match the selector without a controller are adopted, and owned pods that
+//! stop matching released (`controller_ref.rs`). The decisions live in
 //! `statefulset_plan.rs`; this file reads the caches and writes through the API.
 
 use std::collections::HashSet;
@@ -21,9 +23,10 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use super::controller_ref::{claim, claim_keys, selects};
 use super::controller_revision::{self, revision_template};
 use super::pods::{controlled_by, is_available, is_ready};
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::statefulset_plan::{
     POD_INDEX, POD_NAME, Params, Revision, Step, claim_name, claim_owner, counts, deletes_claims,
     new_claims, new_pod, ordinal_of, plan, pod_name, pod_revision,
@@ -40,12 +43,19 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
         });
     let cache = ctx.stateful_sets.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
-        owner_keys(c, "StatefulSet", &cache)
+        claim_keys(c, "StatefulSet", &cache, is_member)
     });
     let cache = ctx.stateful_sets.cache().clone();
     ctx.controller_revisions
         .feed(queue.clone(), shutdown.clone(), move |c| {
-            owner_keys(c, "StatefulSet", &cache)
+            claim_keys(
+                c,
+                "StatefulSet",
+                &cache,
+                |o: &StatefulSet, r: &ControllerRevision| {
+                    selects(o.spec.as_ref().map(|s| &s.selector), r.labels())
+                },
+            )
         });
     let (ctx, sd) = (ctx.clone(), shutdown.clone());
     Started::new(async move {
@@ -55,6 +65,26 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
         let workers = ctx.config.workers;
         run_workers("statefulset", queue, workers, ctx, reconcile, sd).await
     })
+}
+
+/// True when the pod belongs to the set: picked by its selector and named
+/// `<set>-<ordinal>` (upstream's isMemberOf).
+fn is_member(set: &StatefulSet, pod: &Pod) -> bool {
+    selects(set.spec.as_ref().map(|s| &s.selector), pod.labels())
+        && ordinal_of(&set.name_any(), &pod.name_any()).is_some()
+}
+
+/// The pods of the set's namespace claimed for it (adopting matching
+/// orphans, releasing strays): the pods it now controls.
+async fn claim_pods(ctx: &Ctx, set: &StatefulSet) -> Result<Vec<Arc<Pod>>, ControllerError> {
+    let candidates = ctx
+        .pods
+        .cache()
+        .list_namespace(&set.namespace().unwrap_or_default());
+    claim(&ctx.client, set, ctx.pods.cache(), candidates, |p| {
+        is_member(set, p)
+    })
+    .await
 }
 
 /// The pods a StatefulSet controls, from the cache.
@@ -84,6 +114,8 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     }
     let spec = set.spec.clone().unwrap_or_default();
     let old = set.status.clone().unwrap_or_default();
+    let selector = set.spec.as_ref().map(|s| &s.selector);
+    controller_revision::claim_revisions(&ctx, set.as_ref(), selector).await?;
     let mut collisions = old.collision_count.unwrap_or(0);
     let update =
         match controller_revision::current(&ctx, set.as_ref(), &spec.template, &mut collisions)
@@ -137,7 +169,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     };
     let now = Timestamp::now();
     let mut result = Ok(true);
-    for step in plan(&params, &owned_pods(&ctx, &set), now) {
+    for step in plan(&params, &claim_pods(&ctx, &set).await?, now) {
         result = apply(&ctx, &set, &revisions, step).await;
         if !matches!(result, Ok(true)) {
             break;

@@ -132,11 +132,17 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value, creating: bool) {
         ("apps", "DaemonSet") => {
             if let Some(s) = obj_at(obj, &["spec"]) {
                 set_default(s, "revisionHistoryLimit", json!(10));
-                set_default(
-                    s,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-                );
+                set_default(s, "updateStrategy", json!({}));
+                if let Some(st) = s.get_mut("updateStrategy").and_then(Value::as_object_mut) {
+                    set_default(st, "type", json!("RollingUpdate"));
+                    if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                        let ru = st.entry("rollingUpdate").or_insert_with(|| json!({}));
+                        if let Some(ru) = ru.as_object_mut() {
+                            set_default(ru, "maxUnavailable", json!(1));
+                            set_default(ru, "maxSurge", json!(0));
+                        }
+                    }
+                }
             }
             default_template(obj, &["spec", "template", "spec"]);
         }

@@ -376,4 +376,31 @@ mod tests {
         assert_eq!(out["spec"]["containers"][0]["args"], json!(["z"]));
         assert!(apply("Pod", &pod, &json!([1])).is_err());
     }
+
+    #[test]
+    fn owner_references_merge_by_uid() {
+        // The controllers' adopt and release patches (controllers/controller_ref.rs).
+        let pod = json!({"metadata": {"name": "p", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u3"}]}});
+        let owner = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+                           "uid": "u1", "controller": true, "blockOwnerDeletion": true});
+        let adopted = apply(
+            "Pod",
+            &pod,
+            &json!({"metadata": {"uid": "p1", "ownerReferences": [owner.clone()]}}),
+        )
+        .unwrap();
+        assert_eq!(adopted["metadata"]["ownerReferences"][1], owner);
+        assert_eq!(adopted["metadata"]["ownerReferences"][0]["uid"], "u3");
+        let released = apply(
+            "Pod",
+            &adopted,
+            &json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": "u1"}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            released["metadata"]["ownerReferences"],
+            pod["metadata"]["ownerReferences"]
+        );
+    }
 }

@@ -231,7 +231,10 @@ fn validate_kind(info: &ResourceInfo, obj: &Value, errs: &mut Errors) {
         ("", "Service") => workloads::validate_service(obj, errs),
         ("", "ConfigMap" | "Secret") => validate_data_keys(obj, errs),
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
-            workloads::validate_workload(obj, errs)
+            workloads::validate_workload(obj, errs);
+            if info.kind == "DaemonSet" {
+                workloads::validate_daemonset_strategy(obj, errs);
+            }
         }
         ("batch", "Job") => workloads::validate_job(obj, errs),
         _ => {}

@@ -1,6 +1,6 @@
 //! Validation of workload controllers (selector required, matching the
-//! template, immutable), Jobs (restartPolicy) and Services (ports, types,
-//! immutable clusterIP).
+//! template, immutable; the DaemonSet update strategy), Jobs (restartPolicy)
+//! and Services (ports, types, immutable clusterIP).
 
 use serde_json::{Value, json};
 
@@ -62,6 +62,88 @@ pub fn validate_workload(obj: &Value, errs: &mut Errors) {
         && policy != "Always"
     {
         errs.unsupported("spec.template.spec.restartPolicy", policy, &["Always"]);
+    }
+}
+
+/// The value of an int-or-percent field as upstream's getIntOrPercentValue
+/// reads it (`"25%"` is 25, a bare numeric string its number, else 0).
+fn int_or_percent_value(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.strip_suffix('%').unwrap_or(s).parse().unwrap_or(0),
+        other => other.as_i64().unwrap_or(0),
+    }
+}
+
+/// ValidatePositiveIntOrPercent and IsNotMoreThan100Percent.
+fn validate_int_or_percent(v: &Value, field: &str, errs: &mut Errors) {
+    match v {
+        Value::String(s) => {
+            let digits = s
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            match digits {
+                None => errs.invalid(
+                    field,
+                    v,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ),
+                Some(d) if d.parse::<u64>().is_ok_and(|n| n > 100) => {
+                    errs.invalid(field, v, "must not be greater than 100%")
+                }
+                Some(_) => {}
+            }
+        }
+        Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => {
+            errs.invalid(field, v, "must be greater than or equal to 0")
+        }
+        Value::Number(n) if n.is_i64() || n.is_u64() => {}
+        other => errs.invalid(field, other, "must be an integer or a percentage"),
+    }
+}
+
+/// DaemonSets: the update strategy (upstream's ValidateDaemonSetUpdateStrategy):
+/// RollingUpdate or OnDelete; maxUnavailable and maxSurge are non-negative
+/// numbers or percentages up to 100%, and exactly one of them is non-zero.
+pub fn validate_daemonset_strategy(obj: &Value, errs: &mut Errors) {
+    let Some(strategy) = obj.pointer("/spec/updateStrategy") else {
+        return;
+    };
+    match strategy.get("type").and_then(Value::as_str) {
+        Some("OnDelete") => {}
+        Some("RollingUpdate") => {
+            let Some(ru) = strategy.get("rollingUpdate") else {
+                errs.required("spec.updateStrategy.rollingUpdate", "");
+                return;
+            };
+            let field = |f: &str| format!("spec.updateStrategy.rollingUpdate.{f}");
+            let unavailable = ru.get("maxUnavailable").unwrap_or(&Value::Null);
+            let surge = ru.get("maxSurge").unwrap_or(&Value::Null);
+            for (name, v) in [("maxUnavailable", unavailable), ("maxSurge", surge)] {
+                if !v.is_null() {
+                    validate_int_or_percent(v, &field(name), errs);
+                }
+            }
+            match (
+                int_or_percent_value(unavailable) != 0,
+                int_or_percent_value(surge) != 0,
+            ) {
+                (true, true) => errs.invalid(
+                    &field("maxSurge"),
+                    surge,
+                    "may not be set when maxUnavailable is non-zero",
+                ),
+                (false, false) => {
+                    errs.required(&field("maxUnavailable"), "cannot be 0 when maxSurge is 0")
+                }
+                _ => {}
+            }
+        }
+        Some(other) => errs.unsupported(
+            "spec.updateStrategy.type",
+            other,
+            &["OnDelete", "RollingUpdate"],
+        ),
+        None => errs.required("spec.updateStrategy.type", ""),
     }
 }
 
@@ -223,6 +305,54 @@ mod tests {
             &mut errs,
         );
         assert_eq!(errs.0[0].field, "spec.selector");
+    }
+
+    #[test]
+    fn daemonset_strategy_needs_exactly_one_of_surge_and_unavailable() {
+        let check = |ru: Value| {
+            let mut errs = Errors::default();
+            validate_daemonset_strategy(
+                &json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": ru}}}),
+                &mut errs,
+            );
+            errs.0
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+        };
+        assert!(check(json!({"maxUnavailable": 1, "maxSurge": 0})).is_empty());
+        assert!(check(json!({"maxUnavailable": 0, "maxSurge": "10%"})).is_empty());
+        assert!(check(json!({"maxUnavailable": "0%", "maxSurge": 2})).is_empty());
+        assert_eq!(
+            check(json!({"maxUnavailable": 0, "maxSurge": "0%"})),
+            [
+                "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
+            ]
+        );
+        assert_eq!(
+            check(json!({"maxUnavailable": 1, "maxSurge": 1})),
+            [
+                "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero"
+            ]
+        );
+        let errs = check(json!({"maxUnavailable": 0, "maxSurge": "150%"}));
+        assert!(
+            errs[0].contains("must not be greater than 100%"),
+            "{errs:?}"
+        );
+        let errs = check(json!({"maxUnavailable": -1, "maxSurge": 0}));
+        assert!(
+            errs[0].contains("must be greater than or equal to 0"),
+            "{errs:?}"
+        );
+        let errs = check(json!({"maxUnavailable": "x", "maxSurge": 1}));
+        assert!(errs[0].contains("a valid percent string"), "{errs:?}");
+        let mut errs = Errors::default();
+        validate_daemonset_strategy(
+            &json!({"spec": {"updateStrategy": {"type": "Sideways"}}}),
+            &mut errs,
+        );
+        assert_eq!(errs.0[0].field, "spec.updateStrategy.type");
     }
 
     #[test]
