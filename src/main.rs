@@ -49,6 +49,7 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let is_client = matches!(args.command, Command::Client(_));
     init_tracing(&args.log, is_client);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,3 +117,62 @@ fn disable_transparent_huge_pages() {
 
 #[cfg(not(target_os = "linux"))]
 fn disable_transparent_huge_pages() {}
+
+/// Raises the soft limit on open files to the hard limit: every pod holds
+/// descriptors (log files, pipes, preopened volume directories, sockets),
+/// and the usual soft limit of 1024 runs out long before thousands of pods
+/// do. A failure only warns: small clusters run fine on the default.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer to ours.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit; keeping it");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        tracing::debug!(
+            soft = limit.rlim_cur,
+            hard = limit.rlim_max,
+            "open-file limit already at its hard limit"
+        );
+        return;
+    }
+    let set = |soft: libc::rlim_t| {
+        let wanted = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit through a valid pointer to ours.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            Ok(soft)
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // macOS refuses a soft limit above OPEN_MAX (10240) when the hard limit
+    // is unlimited, as Go's runtime found; try that next.
+    #[cfg(target_vendor = "apple")]
+    let result = set(limit.rlim_max).or_else(|_| set(limit.rlim_max.min(10240)));
+    #[cfg(not(target_vendor = "apple"))]
+    let result = set(limit.rlim_max);
+    match result {
+        Ok(soft) => tracing::debug!(
+            from = limit.rlim_cur,
+            to = soft,
+            "raised the open-file limit (RLIMIT_NOFILE soft limit)"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            soft = limit.rlim_cur,
+            hard = limit.rlim_max,
+            "cannot raise the open-file limit; keeping the soft limit"
+        ),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}

@@ -238,7 +238,9 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove(&self, id: &ContainerId);
     /// cpu and memory used so far.
     fn usage(&self, id: &ContainerId) -> Option<Usage>;
-    /// Runs a command in the container's context (env, mounts, limits) and returns its exit.
+    /// Runs a command in the container's context (env, mounts, limits) and
+    /// returns its exit. Dropping the future stops the command (a client
+    /// that hung up must not leave it running).
     async fn exec(&self, id: &ContainerId, request: ExecRequest) -> Result<Exit, RuntimeError>;
 }
 

@@ -305,7 +305,8 @@ impl Runtime for WasmContainerRuntime {
             .exec(&artifact, spec)
             .await
             .map_err(|e| RuntimeError::Start(e.to_string()))?;
-        match request.timeout {
+        let guard = StopOnDrop(instance.clone());
+        let exit = match request.timeout {
             None => Ok(map_exit(instance.wait().await)),
             Some(limit) => match tokio::time::timeout(limit, instance.wait()).await {
                 Ok(status) => Ok(map_exit(status)),
@@ -319,6 +320,22 @@ impl Runtime for WasmContainerRuntime {
                     })
                 }
             },
+        };
+        drop(guard);
+        exit
+    }
+}
+
+/// Stops an exec'd command when its caller stops waiting for it (the
+/// `exec` future is dropped: a client hung up, a worker went away); the
+/// guest runs on a task of its own and would otherwise run on.
+struct StopOnDrop(Instance);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_status().is_none() {
+            tracing::info!("nobody waits for the exec'd command any more; stopping it");
+            self.0.stop();
         }
     }
 }

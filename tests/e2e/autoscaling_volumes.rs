@@ -3,7 +3,9 @@
 //! HPA aiming at 50% cpu, and a claim with no class gets the default
 //! `local-path` class, is provisioned and Bound on the pod's node, holds
 //! the directory the pod's volume shows, and takes its volume with it when
-//! deleted.
+//! deleted; a pod whose claim is missing or Pending waits on the node with
+//! FailedMount events and starts once the claim is Bound, on the volume's
+//! directory.
 
 use std::time::Duration;
 
@@ -212,4 +214,119 @@ fn default_class_claim_is_provisioned_bound_and_mounted() {
         let out = cluster.kubectl_output(&["get", "pv", &pv]);
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
     });
+}
+
+const WAITER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: waiter}
+spec:
+  nodeName: skiff-test
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: worker
+    image: samples/wasm/worker.wasm
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes:
+  - name: data
+    persistentVolumeClaim: {claimName: late}
+"#;
+
+/// No class: no provisioner, bound as soon as a matching volume exists.
+const LATE_CLAIM: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: late}
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 16Mi}}
+"#;
+
+const LATE_VOLUME: &str = r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: late-pv}
+spec:
+  storageClassName: ""
+  capacity: {storage: 16Mi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  local: {path: volumes/static/late}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {key: kubernetes.io/hostname, operator: In, values: [skiff-test]}
+"#;
+
+#[test]
+fn pod_waits_on_the_node_until_its_claim_is_bound() {
+    let cluster = Cluster::start();
+    let static_dir = cluster.dir().join("node/volumes/static/late");
+    std::fs::create_dir_all(&static_dir).expect("volume dir");
+    std::fs::write(static_dir.join("hello.txt"), "from the volume\n").expect("volume file");
+
+    // Straight onto the node (no scheduler to hold it back): the claim is missing.
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(WAITER));
+    let failed_mounts = || {
+        get(
+            &cluster,
+            &[
+                "events",
+                "--field-selector",
+                "involvedObject.name=waiter,reason=FailedMount",
+            ],
+            "{.items[*].message}",
+        )
+    };
+    cluster.wait_for(
+        "a FailedMount event for the missing claim",
+        Duration::from_secs(60),
+        || failed_mounts().contains(r#"persistentvolumeclaim "late" not found"#),
+    );
+    let events = failed_mounts();
+    assert!(
+        events.contains("Unable to attach or mount volumes: unmounted volumes=[data]"),
+        "{events}"
+    );
+    assert_eq!(
+        get(&cluster, &["pod", "waiter"], "{.status.phase}"),
+        "Pending"
+    );
+    assert_eq!(
+        get(
+            &cluster,
+            &["pod", "waiter"],
+            "{.status.containerStatuses[0].state.waiting.reason}"
+        ),
+        "ContainerCreating"
+    );
+
+    // The claim exists but nothing can bind it yet.
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(LATE_CLAIM));
+    cluster.wait_for(
+        "a FailedMount event for the unbound claim",
+        Duration::from_secs(60),
+        || failed_mounts().contains(r#"persistentvolumeclaim "late" is not bound"#),
+    );
+    assert_eq!(
+        get(&cluster, &["pvc", "late"], "{.status.phase}"),
+        "Pending"
+    );
+    assert_eq!(
+        get(&cluster, &["pod", "waiter"], "{.status.phase}"),
+        "Pending"
+    );
+
+    // A matching volume: the claim is bound and the pod starts on its directory.
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(LATE_VOLUME));
+    cluster.wait_for("the claim to be Bound", Duration::from_secs(60), || {
+        get(&cluster, &["pvc", "late"], "{.status.phase}") == "Bound"
+    });
+    cluster.wait_for("the waiter to run", Duration::from_secs(60), || {
+        get(&cluster, &["pod", "waiter"], "{.status.phase}") == "Running"
+    });
+    let seen = cluster.kubectl(&["exec", "waiter", "--", "cat", "/data/hello.txt"]);
+    assert_eq!(seen, "from the volume\n");
 }

@@ -2,7 +2,8 @@
 //! `logs -f` follows a running guest, `exec` runs a command in a wasm pod's
 //! context (WebSocket with kubectl 1.32, SPDY with kubectl 1.20), `top`
 //! reads the node's usage samples, and
-//! `port-forward` reaches a wasi:http pod's port.
+//! `port-forward` reaches a wasi:http pod's port; a command whose kubectl
+//! is killed stops instead of running on.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -142,4 +143,83 @@ fn logs_follow_exec_and_port_forward() {
     );
     assert!(answer.contains("Hello from a ConfigMap"), "{answer}");
     assert!(answer.contains("\"secretTokenSet\":true"), "{answer}");
+}
+
+const TICKER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: worker
+    image: samples/wasm/worker.wasm
+    volumeMounts: [{name: state, mountPath: /state}]
+  volumes:
+  - {name: state, emptyDir: {}}
+"#;
+
+/// How many lines `file` in the ticker pod holds (seen through another exec).
+fn tick_lines(cluster: &Cluster, file: &str) -> usize {
+    let out = cluster.kubectl_output(&["exec", "ticker", "--", "cat", file]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("tick "))
+        .count()
+}
+
+/// Runs `kubectl exec ticker -- tick FILE 100` with `kubectl`, kills kubectl
+/// once the command is writing, and waits until the file stops growing.
+fn exec_stops_with_its_client(cluster: &Cluster, kubectl: &str, file: &str) {
+    let mut exec = Command::new(kubectl)
+        .args(["exec", "ticker", "--", "tick", file, "100"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("HOME", cluster.home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl exec");
+    cluster.wait_for(
+        &format!("{file} to grow under {kubectl} exec"),
+        Duration::from_secs(30),
+        || tick_lines(cluster, file) >= 3,
+    );
+    assert!(
+        matches!(exec.try_wait(), Ok(None)),
+        "kubectl exec ended by itself"
+    );
+    let _ = exec.kill();
+    let _ = exec.wait();
+    // Stopped = no new line for a whole second (ten ticks' worth).
+    let mut last = (tick_lines(cluster, file), Instant::now());
+    cluster.wait_for(
+        &format!("the command to stop after {kubectl} was killed"),
+        Duration::from_secs(20),
+        || {
+            if last.1.elapsed() < Duration::from_secs(1) {
+                return false;
+            }
+            let now = tick_lines(cluster, file);
+            let stopped = now == last.0;
+            last = (now, Instant::now());
+            stopped
+        },
+    );
+}
+
+#[test]
+fn exec_command_stops_when_kubectl_is_killed() {
+    let cluster = Cluster::start();
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(TICKER));
+    cluster.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/ticker",
+        "--timeout=90s",
+    ]);
+    // WebSocket (kubectl 1.32), then SPDY (kubectl 1.20).
+    exec_stops_with_its_client(&cluster, "/usr/bin/kubectl", "/state/ws");
+    let old = repo_root().join(".tools/kubectl-1.20/kubectl");
+    exec_stops_with_its_client(&cluster, old.to_str().expect("path"), "/state/spdy");
 }

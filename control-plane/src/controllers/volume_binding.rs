@@ -92,7 +92,17 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
         .feed(queue.clone(), shutdown.clone(), move |c| match c {
             Change::Upsert { new: v, .. } | Change::Delete(v) => {
                 let mut keys = vec![volume_key(&v.name_any())];
-                keys.extend(claim_key_of(v));
+                match claim_key_of(v) {
+                    Some(claim) => keys.push(claim),
+                    // An unclaimed volume may be what a waiting claim needs
+                    // (upstream finds it on its periodic resync; there is none here).
+                    None => keys.extend(
+                        claims
+                            .filter(|c| volume_name(c).is_none())
+                            .iter()
+                            .map(|c| ObjectKey::of(c.as_ref())),
+                    ),
+                }
                 keys
             }
             Change::Resync => volumes.keys().into_iter().chain(claims.keys()).collect(),

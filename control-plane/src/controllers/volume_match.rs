@@ -4,11 +4,12 @@
 //! mode, the access modes, the claim's selector and, when a node was
 //! selected, node affinity), the default StorageClass, the `local-path`
 //! class skiff installs, and the volume its provisioner creates for a
-//! claim on a node. The node agent keeps a claim's data in
-//! `<node data dir>/volumes/local-path/<namespace>/<claim>` whatever the
-//! volume says (node/src/pods/volumes.rs); the provisioned volume records
-//! that directory as a `local` path relative to the node's data directory,
-//! which the control plane does not know.
+//! claim on a node: its data is in
+//! `<node data dir>/volumes/local-path/<namespace>/<claim>`, recorded as a
+//! `local` path relative to the node's data directory (which the control
+//! plane does not know). The node agent mounts a bound volume's relative
+//! `local` path, and that same per-claim directory for any other volume
+//! (node/src/pods/claims.rs).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Starting a pod's containers (env, mounts, argv, log files, runtime
 //! create/start, exit waiters, probes) and setting up its volumes (with the
-//! ServiceAccount tokens projected into them, refreshed when due).
+//! ServiceAccount tokens projected into them, refreshed when due, and the
+//! PersistentVolumeClaims they wait for, see `claims.rs`).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::claims::{ClaimsNotReady, claim_dirs};
 use super::env::{PodFacts, container_argv, container_env};
 use super::probes::{ProbeTarget, spawn_probes};
 use super::resources::{cpu_limit_millis, memory_limit};
@@ -22,7 +24,60 @@ use super::worker::{CtrKey, Report, Worker};
 use crate::logs::{StreamKind, container_log_path};
 use crate::runtime::{ContainerSpec, ImageInfo};
 
+/// How long a pod waits for its claims quietly: a WaitForFirstConsumer
+/// claim is bound moments after its pod, so a first miss is normal. After
+/// that every failed attempt is a `FailedMount` event.
+const CLAIM_EVENT_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the volumes step failed.
+enum MountError {
+    Claims(ClaimsNotReady),
+    Volume(VolumeError),
+}
+
 impl Worker {
+    /// The volumes step: tokens, claims, then directories and files. Until
+    /// it succeeds the pod waits (ContainerCreating) and retries with
+    /// back-off; returns whether the volumes are ready.
+    pub(super) async fn mount_volumes(&mut self) -> bool {
+        let since = *self.mount_waiting_since.get_or_insert_with(Instant::now);
+        let (event, message) = match self.try_mount().await {
+            Ok(()) => {
+                self.volumes_ready = true;
+                self.pod_message = None;
+                self.mount_waiting_since = None;
+                return true;
+            }
+            Err(MountError::Claims(e)) => {
+                let quiet = since.elapsed() < CLAIM_EVENT_GRACE;
+                ((!quiet).then(|| e.to_string()), e.to_string())
+            }
+            Err(MountError::Volume(e)) => (Some(format!("MountVolume.SetUp failed: {e}")), e.0),
+        };
+        let delay = self.mount_backoff.next_delay(Duration::ZERO);
+        tracing::debug!(%message, retry_in = ?delay, "volumes are not ready; retrying");
+        if let Some(event) = event {
+            self.event(None, "Warning", "FailedMount", event);
+        }
+        self.pod_message = Some(message);
+        self.retry_at = Some(Instant::now() + delay);
+        false
+    }
+
+    async fn try_mount(&mut self) -> Result<(), MountError> {
+        self.fetch_tokens().await.map_err(MountError::Volume)?;
+        let volumes = self.pod.spec.as_ref().and_then(|s| s.volumes.as_deref());
+        self.claim_dirs = claim_dirs(
+            &self.ctx.client,
+            &self.ns,
+            volumes.unwrap_or_default(),
+            &self.ctx.config.data_dir,
+        )
+        .await
+        .map_err(MountError::Claims)?;
+        self.setup_volumes().map_err(MountError::Volume)
+    }
+
     pub(super) fn facts(&self) -> (String, String) {
         (self.pod_ip.to_string(), self.ctx.host_ip.clone())
     }
@@ -32,7 +87,7 @@ impl Worker {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let vctx = VolumeContext {
             pod_dir: &self.pod_dir,
-            data_dir: &self.ctx.config.data_dir,
+            claim_dirs: &self.claim_dirs,
             allow_host_path: self.ctx.config.allow_host_path,
         };
         let (pod_ip, host_ip) = self.facts();

@@ -1,9 +1,11 @@
 //! Pods on this node: the watch that feeds one worker per pod (`manager.rs`),
 //! the per-pod state machine (`worker.rs`, `containers.rs`, `terminate.rs`,
 //! `probes.rs`), what they share (`context.rs`, `table.rs`, `events.rs`),
-//! and the pure pieces (`state.rs`, `status.rs`, `env.rs`, `volumes.rs`, ...).
+//! the claims pods wait for (`claims.rs`), and the pure pieces (`state.rs`,
+//! `status.rs`, `env.rs`, `volumes.rs`, ...).
 
 pub mod backoff;
+pub mod claims;
 mod containers;
 pub mod context;
 pub mod env;

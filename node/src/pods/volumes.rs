@@ -1,10 +1,10 @@
 //! Pod volumes on the node: where each volume lives (`<pod dir>/volumes/<name>`;
 //! emptyDir `medium: Memory`, secret, projected and downwardAPI in memory
-//! under /dev/shm; local-path directories for PVCs, hostPath when allowed), the files a
-//! configMap / secret / downwardAPI / projected volume holds (pure; the
-//! ServiceAccount tokens of `serviceAccountToken` sources are fetched
-//! beforehand, see `tokens.rs`), and writing them so updates replace files
-//! atomically.
+//! under /dev/shm; a bound PVC's directory as `claims.rs` found it; hostPath
+//! when allowed), the files a configMap / secret / downwardAPI / projected
+//! volume holds (pure; the ServiceAccount tokens of `serviceAccountToken`
+//! sources are fetched beforehand, see `tokens.rs`), and writing them so
+//! updates replace files atomically.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -32,7 +32,8 @@ pub struct ProjectedFile {
 /// Node-level facts volumes need.
 pub struct VolumeContext<'a> {
     pub pod_dir: &'a Path,
-    pub data_dir: &'a Path,
+    /// The directories of the pod's bound claims, by volume name (`claims.rs`).
+    pub claim_dirs: &'a BTreeMap<String, PathBuf>,
     pub allow_host_path: bool,
 }
 
@@ -53,11 +54,12 @@ pub fn volume_dir(
         return Ok(PathBuf::from(&host.path));
     }
     if let Some(pvc) = &v.persistent_volume_claim {
-        return Ok(ctx
-            .data_dir
-            .join("volumes/local-path")
-            .join(ns)
-            .join(&pvc.claim_name));
+        return ctx.claim_dirs.get(&v.name).cloned().ok_or_else(|| {
+            VolumeError(format!(
+                "persistentvolumeclaim {:?} in {ns} is not bound yet",
+                pvc.claim_name
+            ))
+        });
     }
     // As kubelet: `medium: Memory` emptyDirs, and the volumes that carry
     // secrets and tokens (secret, projected, downwardAPI), live in memory, so

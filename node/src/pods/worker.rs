@@ -27,6 +27,10 @@ use super::volumes::ProjectedFile;
 use crate::logs::pod_log_dir;
 use crate::runtime::{Exit, PullPolicy, PullRequest};
 
+/// Volume set-up is retried after 0.5 s, doubling up to 10 s.
+const MOUNT_RETRY_INITIAL: Duration = Duration::from_millis(500);
+const MOUNT_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// Messages from the pod manager to a worker.
 #[derive(Debug)]
 pub enum Control {
@@ -84,6 +88,11 @@ pub struct Worker {
     pub(super) pull_backoff: Backoff,
     pub(super) retry_at: Option<Instant>,
     pub(super) volumes_ready: bool,
+    /// Back-off between attempts to set up the volumes, and since when they are awaited.
+    pub(super) mount_backoff: Backoff,
+    pub(super) mount_waiting_since: Option<Instant>,
+    /// The directories of the pod's bound PersistentVolumeClaims, by volume name.
+    pub(super) claim_dirs: BTreeMap<String, PathBuf>,
     pub(super) volume_dirs: BTreeMap<String, PathBuf>,
     pub(super) projections: HashMap<String, Vec<ProjectedFile>>,
     /// Tokens of the pod's `serviceAccountToken` projections.
@@ -172,6 +181,9 @@ impl Worker {
             images_ready: false,
             retry_at: None,
             volumes_ready: false,
+            mount_backoff: Backoff::new(MOUNT_RETRY_INITIAL, MOUNT_RETRY_MAX, Duration::MAX),
+            mount_waiting_since: None,
+            claim_dirs: BTreeMap::new(),
             volume_dirs: BTreeMap::new(),
             projections: HashMap::new(),
             tokens: PodTokens::default(),
@@ -322,28 +334,8 @@ impl Worker {
             }
             self.images_ready = true;
         }
-        if !self.volumes_ready {
-            let ready = match self.fetch_tokens().await {
-                Ok(()) => self.setup_volumes(),
-                Err(e) => Err(e),
-            };
-            match ready {
-                Ok(()) => {
-                    self.volumes_ready = true;
-                    self.pod_message = None;
-                }
-                Err(e) => {
-                    self.event(
-                        None,
-                        "Warning",
-                        "FailedMount",
-                        format!("MountVolume.SetUp failed: {e}"),
-                    );
-                    self.pod_message = Some(e.0.clone());
-                    self.retry_at = Some(Instant::now() + Duration::from_secs(2));
-                    return;
-                }
-            }
+        if !self.volumes_ready && !self.mount_volumes().await {
+            return;
         }
         let now = Instant::now();
         let due = |c: &Ctr| !c.done && !c.is_running() && c.restart_at.is_none_or(|t| t <= now);

@@ -4,6 +4,9 @@
 //! kubectl). The command runs through `exec_module::resolve` and
 //! `Runtime::exec`; attach follows the container's log. Either way the
 //! client gets stdout/stderr as they are written and a `Status` at the end.
+//! A client that goes away (WebSocket closed or dropped, SPDY connection
+//! dropped or its error stream reset) ends the session at once: the job's
+//! future is dropped, which stops the command (`Runtime::exec`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +25,8 @@ use tokio::task::JoinHandle;
 
 use super::spdy::{self, Session, Stream};
 use super::stream_protocol::{
-    ExecOptions, Job, Outcome, PROTOCOL_HEADER, Stdio, Version, input_pipe, negotiate, offered,
-    output_pipe, query_pairs, wants_upgrade,
+    ExecOptions, Job, Outcome, PROTOCOL_HEADER, StderrTo, Stdio, Version, input_pipe, negotiate,
+    offered, output_pipe, query_pairs, wants_upgrade,
 };
 use super::websocket::{self, CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT, channel_message};
 use super::{find_pod, status_error};
@@ -191,7 +194,7 @@ async fn websocket_session(socket: WebSocket, job: Job, opts: ExecOptions) {
     // An empty message on the lowest writable channel tells the client the session is up.
     let hello = if opts.stdout {
         STDOUT
-    } else if opts.stderr_stream() {
+    } else if opts.stderr {
         STDERR
     } else {
         ERROR
@@ -214,13 +217,18 @@ async fn websocket_session(socket: WebSocket, job: Job, opts: ExecOptions) {
         stdio.stdout = Some(sink);
         pumps.push(task);
     }
-    if opts.stderr {
-        // With a TTY the client has no stderr channel: stderr joins stdout.
-        let (sink, task) = websocket_output(if opts.tty { STDOUT } else { STDERR }, &tx);
+    let stderr_channel = match opts.stderr_to() {
+        StderrTo::Stderr => Some(STDERR),
+        StderrTo::Stdout => Some(STDOUT),
+        StderrTo::Nowhere => None,
+    };
+    if let Some(channel) = stderr_channel {
+        let (sink, task) = websocket_output(channel, &tx);
         stdio.stderr = Some(sink);
         pumps.push(task);
     }
-    let reader = tokio::spawn(async move {
+    // Ends when the client closes the socket or the connection drops.
+    let mut reader = tokio::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
             let Message::Binary(bytes) = message else {
                 if matches!(message, Message::Close(_)) {
@@ -245,7 +253,14 @@ async fn websocket_session(socket: WebSocket, job: Job, opts: ExecOptions) {
         }
     });
 
-    let outcome = job.run(stdio).await;
+    let outcome = tokio::select! {
+        outcome = job.run(stdio) => outcome,
+        _ = &mut reader => {
+            abandon(pumps, stdin_pump);
+            writer.abort();
+            return;
+        }
+    };
     finish_pumps(pumps, stdin_pump).await;
     if let Some(status) = outcome.encode(version) {
         let _ = tx.send(channel_message(ERROR, &status)).await;
@@ -273,6 +288,15 @@ async fn finish_pumps(pumps: Vec<JoinHandle<()>>, stdin_pump: Option<JoinHandle<
     }
 }
 
+/// After the client went away (the job's future is dropped, so the command
+/// is stopping): nothing will read the output any more.
+fn abandon(pumps: Vec<JoinHandle<()>>, stdin_pump: Option<JoinHandle<()>>) {
+    tracing::info!("the client went away; ended the session and stopped its command");
+    for pump in pumps.into_iter().chain(stdin_pump) {
+        pump.abort();
+    }
+}
+
 fn log_outcome(outcome: &Outcome) {
     match outcome {
         Outcome::Exited { code, .. } => tracing::debug!(code, "stream session finished"),
@@ -290,7 +314,7 @@ async fn expected_streams(
         [
             (opts.stdin, "stdin"),
             (opts.stdout, "stdout"),
-            (opts.stderr_stream(), "stderr"),
+            (opts.stderr, "stderr"),
         ]
         .into_iter()
         .filter(|(on, _)| *on)
@@ -313,6 +337,21 @@ async fn expected_streams(
         }
     }
     Some(streams)
+}
+
+/// Resolves once the SPDY client has gone: the connection ended or the
+/// error stream (which carries the outcome) was reset. Streams opened late
+/// (e.g. `resize` with a TTY) are accepted and ignored.
+async fn client_gone(session: &mut Session, error: &Stream) {
+    loop {
+        tokio::select! {
+            stream = session.accept() => match stream {
+                Some(late) => tracing::trace!(kind = ?late.header("streamtype"), "ignoring a stream opened after the session started"),
+                None => return,
+            },
+            _ = error.writer.closed() => return,
+        }
+    }
 }
 
 /// An output pipe writing to an SPDY stream (the session ends the stream).
@@ -348,17 +387,24 @@ async fn spdy_session(io: TokioIo<Upgraded>, version: Version, job: Job, opts: E
         stdio.stdout = Some(sink);
         pumps.push(task);
     }
-    // With a TTY the client opens no stderr stream: stderr joins stdout.
-    if let Some(s) = stderr
-        .as_ref()
-        .or(stdout.as_ref().filter(|_| opts.tty && opts.stderr))
-    {
+    let stderr_target = match opts.stderr_to() {
+        StderrTo::Stderr => stderr.as_ref(),
+        StderrTo::Stdout => stdout.as_ref(),
+        StderrTo::Nowhere => None,
+    };
+    if let Some(s) = stderr_target {
         let (sink, task) = spdy_output(s);
         stdio.stderr = Some(sink);
         pumps.push(task);
     }
 
-    let outcome = job.run(stdio).await;
+    let outcome = tokio::select! {
+        outcome = job.run(stdio) => outcome,
+        _ = client_gone(&mut session, &error) => {
+            abandon(pumps, stdin_pump);
+            return session.close().await;
+        }
+    };
     finish_pumps(pumps, stdin_pump).await;
     for s in stdout.iter().chain(stderr.iter()) {
         let _ = s.writer.close().await;

@@ -152,7 +152,7 @@ pub struct ExecOptions {
 impl ExecOptions {
     /// Parses kubectl's query; `needs_command` for exec (attach takes none).
     pub fn parse(pairs: &[(String, String)], needs_command: bool) -> Result<ExecOptions, String> {
-        let opts = ExecOptions {
+        let mut opts = ExecOptions {
             command: pairs
                 .iter()
                 .filter(|(k, _)| k == "command")
@@ -163,6 +163,9 @@ impl ExecOptions {
             stderr: flag(pairs, "stderr"),
             tty: flag(pairs, "tty"),
         };
+        // kubelet's rule: a TTY has no separate stderr stream (kubectl asks
+        // stderr=false with -t); the guest's stderr goes to the terminal.
+        opts.stderr &= !opts.tty;
         if needs_command && opts.command.is_empty() {
             return Err("you must specify at least one command for the container".into());
         }
@@ -172,10 +175,25 @@ impl ExecOptions {
         Ok(opts)
     }
 
-    /// Whether the client opens a separate stderr stream (a TTY merges it into stdout).
-    pub fn stderr_stream(&self) -> bool {
-        self.stderr && !self.tty
+    /// Where the guest's stderr goes: with a TTY to the terminal, which is
+    /// the stdout stream (as a process on a pty writes both to it, whether
+    /// or not the client asked for stderr); without one to the stderr
+    /// stream when the client opened one.
+    pub fn stderr_to(&self) -> StderrTo {
+        match (self.tty, self.stdout, self.stderr) {
+            (true, true, _) => StderrTo::Stdout,
+            (false, _, true) => StderrTo::Stderr,
+            _ => StderrTo::Nowhere,
+        }
     }
+}
+
+/// The stream a guest's stderr is written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StderrTo {
+    Stderr,
+    Stdout,
+    Nowhere,
 }
 
 /// The guest's stdio as a transport wires it.
@@ -391,13 +409,30 @@ mod tests {
         let opts = ExecOptions::parse(&pairs, true).unwrap();
         assert_eq!(opts.command, ["ls", "/config", "a b"]);
         assert!(opts.stdin && opts.stdout && opts.stderr && !opts.tty);
-        assert!(opts.stderr_stream());
+        assert_eq!(opts.stderr_to(), StderrTo::Stderr);
+        // A TTY: no stderr stream even when asked, the guest's stderr joins stdout.
         let opts = ExecOptions::parse(
             &query_pairs(Some("command=x&stdout=1&tty=1&stderr=1")),
             true,
         )
         .unwrap();
-        assert!(opts.stdout && opts.tty && !opts.stdin && !opts.stderr_stream());
+        assert!(opts.stdout && opts.tty && !opts.stdin && !opts.stderr);
+        assert_eq!(opts.stderr_to(), StderrTo::Stdout);
+        // What kubectl -t sends: stderr=false, and the guest's stderr still shows.
+        let opts = ExecOptions::parse(
+            &query_pairs(Some(
+                "command=x&stdin=true&stdout=true&stderr=false&tty=true",
+            )),
+            true,
+        )
+        .unwrap();
+        assert_eq!(opts.stderr_to(), StderrTo::Stdout);
+        let opts = ExecOptions::parse(&query_pairs(Some("command=x&stdout=true")), true).unwrap();
+        assert_eq!(opts.stderr_to(), StderrTo::Nowhere);
+        assert!(
+            ExecOptions::parse(&query_pairs(Some("command=x&stderr=1&tty=1")), true).is_err(),
+            "with a TTY stderr alone is no stream at all"
+        );
         assert!(ExecOptions::parse(&query_pairs(Some("stdout=true")), true).is_err());
         assert!(ExecOptions::parse(&query_pairs(Some("command=ls")), true).is_err());
         assert!(ExecOptions::parse(&query_pairs(Some("stdout=true")), false).is_ok());

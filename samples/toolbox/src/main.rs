@@ -1,6 +1,7 @@
 //! toolbox: a tiny busybox-like WASI command for `kubectl exec` and exec
 //! probes in wasm pods: `env`, `printenv`, `ls`, `cat`, `echo`, `touch`,
-//! `rm`, `mkdir`, `write`, `test`, `sleep`, `true`, `false`, `exit`, `pwd`.
+//! `rm`, `mkdir`, `write`, `test`, `sleep`, `tick`, `true`, `false`, `exit`,
+//! `pwd`.
 //!
 //! The applet is argv[0] (its base name) when that names one, else argv[1]
 //! (so both `ls /config` and `toolbox.wasm ls /config` work). Exit codes
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 const APPLETS: &[&str] = &[
     "env", "printenv", "ls", "cat", "echo", "touch", "rm", "mkdir", "write", "test", "sleep",
-    "true", "false", "exit", "pwd", "help",
+    "tick", "true", "false", "exit", "pwd", "help",
 ];
 
 fn main() {
@@ -83,6 +84,7 @@ fn run(applet: &str, args: &[String]) -> i32 {
             }
             _ => usage(),
         },
+        "tick" => tick(args),
         "true" => 0,
         "false" => 1,
         "exit" => args.first().and_then(|s| s.parse().ok()).unwrap_or(0),
@@ -105,6 +107,38 @@ fn run(applet: &str, args: &[String]) -> i32 {
             125
         }
     }
+}
+
+/// `tick FILE [MS]`: appends `tick N` to FILE every MS (1000) milliseconds
+/// until it is stopped (a long-running command that leaves a trace).
+fn tick(args: &[String]) -> i32 {
+    let (path, every) = match args {
+        [path] => (path, 1000),
+        [path, ms] => match ms.parse::<u64>() {
+            Ok(ms) => (path, ms),
+            Err(_) => return usage(),
+        },
+        _ => return usage(),
+    };
+    let mut file = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tick: {path}: {e}");
+            return 1;
+        }
+    };
+    for n in 1u64.. {
+        if let Err(e) = writeln!(file, "tick {n}").and_then(|()| file.flush()) {
+            eprintln!("tick: {path}: {e}");
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(every));
+    }
+    0
 }
 
 fn printenv(args: &[String]) -> i32 {
