@@ -72,6 +72,54 @@ async fn bad_requests_get_kubernetes_statuses() {
     assert_eq!(code, 409, "{body}");
     assert_eq!(body["reason"], "Conflict");
 
+    // A uid is a precondition: 409 on a PUT, 422 (immutable) in a patch;
+    // neither changes the object.
+    let mut other = update.clone();
+    other["metadata"]["resourceVersion"] = json!(null);
+    other["metadata"]["uid"] = json!("00000000-0000-0000-0000-000000000000");
+    let (code, body) = status_of(
+        api.client
+            .put(format!("{cms}/c"))
+            .bearer_auth(&api.token)
+            .json(&other)
+            .send()
+            .await
+            .expect("put"),
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Precondition failed: UID"),
+        "{body}"
+    );
+    let (code, body) = status_of(
+        api.client
+            .patch(format!("{cms}/c"))
+            .bearer_auth(&api.token)
+            .header("content-type", "application/merge-patch+json")
+            .json(&json!({"metadata": {"uid": "00000000-0000-0000-0000-000000000000"}, "data": {"a": "4"}}))
+            .send()
+            .await
+            .expect("patch"),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let kept: Value = api
+        .client
+        .get(format!("{cms}/c"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("body");
+    assert_eq!(kept["data"]["a"], "2");
+    assert_eq!(kept["metadata"]["uid"], created["metadata"]["uid"]);
+
     // 409 AlreadyExists on a second create.
     let (code, body) = status_of(
         api.client

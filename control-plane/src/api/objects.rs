@@ -77,12 +77,29 @@ pub fn already_exists(info: &ResourceInfo, name: &str) -> ApiError {
 }
 
 /// 409 Conflict for a stale write.
-pub fn conflict(info: &ResourceInfo, name: &str) -> ApiError {
-    let resource = if info.group.is_empty() {
+/// A write whose uid precondition names another object than the stored one.
+pub fn uid_conflict(info: &ResourceInfo, name: &str, wanted: &str, stored: &str) -> ApiError {
+    ApiError::Conflict {
+        group: group_of(info),
+        kind: info.plural.into(),
+        name: name.into(),
+        message: format!(
+            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {wanted}, UID in object meta: {stored}",
+            qualified_resource(info)
+        ),
+    }
+}
+
+fn qualified_resource(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
         info.plural.to_string()
     } else {
         format!("{}.{}", info.plural, info.group)
-    };
+    }
+}
+
+pub fn conflict(info: &ResourceInfo, name: &str) -> ApiError {
+    let resource = qualified_resource(info);
     ApiError::Conflict {
         group: group_of(info),
         kind: info.plural.into(),

@@ -56,13 +56,26 @@ pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
 }
 
 fn precondition(ctx: &Ctx, old: &Stored, new: &Value) -> Result<(), ApiError> {
+    // As kube-apiserver, a PUT's uid is a precondition (409); in a patch a
+    // different uid is an attempt to change an immutable field (422, in
+    // `lifecycle::prepare_update`).
+    let name = meta::name(&old.obj).unwrap_or("");
+    let stored_uid = old.obj.pointer("/metadata/uid").and_then(Value::as_str);
+    if let Some(uid) = new.pointer("/metadata/uid").and_then(Value::as_str)
+        && !uid.is_empty()
+        && Some(uid) != stored_uid
+    {
+        return Err(objects::uid_conflict(
+            ctx.info,
+            name,
+            uid,
+            stored_uid.unwrap_or(""),
+        ));
+    }
     if let Some(rv) = meta::resource_version(new)
         && rv != old.mod_revision.to_string()
     {
-        return Err(objects::conflict(
-            ctx.info,
-            meta::name(&old.obj).unwrap_or(""),
-        ));
+        return Err(objects::conflict(ctx.info, name));
     }
     Ok(())
 }
