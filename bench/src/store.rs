@@ -18,6 +18,10 @@ pub struct StoreArgs {
     /// etcd client URL (e.g. http://127.0.0.1:2379); etcd is skipped without it.
     #[arg(long)]
     etcd: Option<String>,
+    /// Client URLs of a 3-member etcd cluster, comma-separated (the anchor for
+    /// skiff's 3-member rows); skipped without it.
+    #[arg(long, value_delimiter = ',')]
+    etcd3: Vec<String>,
     /// Measured seconds per case (after one second of warm-up).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -113,7 +117,7 @@ async fn bench_skiff(store: Store, args: &StoreArgs, clients: usize, value: Arc<
 }
 
 async fn bench_etcd(
-    endpoint: &str,
+    endpoints: &[String],
     args: &StoreArgs,
     clients: usize,
     value: Arc<Vec<u8>>,
@@ -122,7 +126,7 @@ async fn bench_etcd(
     let mut conns = Vec::new();
     for _ in 0..clients.div_ceil(8) {
         conns.push(
-            etcd_client::Client::connect([endpoint], None)
+            etcd_client::Client::connect(endpoints, None)
                 .await
                 .context("connecting to etcd")?,
         );
@@ -175,9 +179,22 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     }
     if let Some(endpoint) = &args.etcd {
         for &clients in &args.clients {
-            let stats = bench_etcd(endpoint, &args, clients, value.clone()).await?;
+            let stats = bench_etcd(
+                std::slice::from_ref(endpoint),
+                &args,
+                clients,
+                value.clone(),
+            )
+            .await?;
             eprintln!("etcd, {clients} clients: {stats:?}");
             rows.push(("etcd 3.4, 1 member".into(), clients, stats));
+        }
+    }
+    if !args.etcd3.is_empty() {
+        for &clients in &args.clients {
+            let stats = bench_etcd(&args.etcd3, &args, clients, value.clone()).await?;
+            eprintln!("etcd 3-member, {clients} clients: {stats:?}");
+            rows.push(("etcd 3.4, 3 members".into(), clients, stats));
         }
     }
     println!("| target | clients | writes | writes/s | p50 | p99 | errors |");
@@ -192,26 +209,27 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
             s.errors
         );
     }
-    if args.etcd.is_some() {
+    let find = |prefix: &str, clients: usize| {
+        rows.iter()
+            .find(|(t, c, _)| t.starts_with(prefix) && *c == clients)
+    };
+    for (skiff, etcd, label) in [
+        ("skiff, 1", "etcd 3.4, 1", "1-member"),
+        ("skiff, 3", "etcd 3.4, 3", "3-member"),
+    ] {
+        if !args.clients.iter().any(|&c| find(etcd, c).is_some()) {
+            continue;
+        }
         println!();
-        println!(
-            "| clients | skiff 1-member / etcd writes/s | p99 skiff 1-member vs etcd | skiff 3-member / etcd writes/s |"
-        );
-        println!("|---:|---:|---:|---:|");
+        println!("| clients | skiff / etcd writes/s, {label} | p99 skiff vs etcd, {label} |");
+        println!("|---:|---:|---:|");
         for &clients in &args.clients {
-            let find = |prefix: &str| {
-                rows.iter()
-                    .find(|(t, c, _)| t.starts_with(prefix) && *c == clients)
-            };
-            if let (Some(one), Some(three), Some(etcd)) =
-                (find("skiff, 1"), find("skiff, 3"), find("etcd"))
-            {
+            if let (Some(ours), Some(anchor)) = (find(skiff, clients), find(etcd, clients)) {
                 println!(
-                    "| {clients} | {:.2}× | {} vs {} | {:.2}× |",
-                    one.2.per_second / etcd.2.per_second,
-                    ms(one.2.p99),
-                    ms(etcd.2.p99),
-                    three.2.per_second / etcd.2.per_second
+                    "| {clients} | {:.2}× | {} vs {} |",
+                    ours.2.per_second / anchor.2.per_second,
+                    ms(ours.2.p99),
+                    ms(anchor.2.p99),
                 );
             }
         }

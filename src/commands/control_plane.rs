@@ -42,6 +42,11 @@ pub struct ControlPlane {
     pub client: kube::Client,
     pub kubeconfig_path: PathBuf,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// Stops the API server, once every component has stopped: they still
+    /// talk to it while stopping (the scheduler and the controller manager
+    /// give their leases up, so a restart takes over at once rather than
+    /// after the lease expires).
+    api_shutdown: CancellationToken,
 }
 
 /// Opens the store, serves the API, writes the admin kubeconfig and starts
@@ -97,13 +102,14 @@ pub async fn start(
     .await
     .context("cannot open the state store")?;
 
+    let api_shutdown = CancellationToken::new();
     let api = api::start(
         ApiConfig {
             listen: options.listen,
             data_dir: options.data_dir.clone(),
             san_hosts,
             audit_log: options.audit_log.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: api_shutdown.clone(),
         },
         store.clone(),
     )
@@ -141,6 +147,7 @@ pub async fn start(
         client,
         kubeconfig_path,
         tasks,
+        api_shutdown,
     })
 }
 
@@ -165,6 +172,7 @@ impl ControlPlane {
             }
         }
         shutdown.cancel();
+        self.api_shutdown.cancel();
         self.api.stopped().await;
         self.store.shutdown().await;
         tracing::info!("control plane stopped");
@@ -225,20 +233,51 @@ pub fn join_token(control_plane: &ControlPlane) -> String {
 /// Requests one in-process client sends at once (see `request_limit`).
 const CLIENT_MAX_IN_FLIGHT: usize = 128;
 
-/// A kube-rs client for a kubeconfig held in memory, with at most
+/// How long an in-process client keeps an idle connection to the API server.
+/// kube-rs's own builder sets no pool timer, so its idle connections are
+/// never closed: every connection a start-up burst opened (50 or so, ~190
+/// KiB each for both ends in this process) stayed for the life of the process.
+const CLIENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A kube-rs client for a kubeconfig held in memory: kube-rs's request stack
+/// (base URI, auth, headers, its retry policy) over a hyper client whose idle
+/// connections close after [`CLIENT_IDLE_TIMEOUT`], with at most
 /// [`CLIENT_MAX_IN_FLIGHT`] requests (so connections) in flight.
 pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> {
+    use kube::client::ConfigExt as _;
+    use kube::client::retry::RetryPolicy;
+    use tower::ServiceBuilder;
+    use tower::retry::RetryLayer;
+
     let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).context("invalid kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("unusable kubeconfig")?;
-    let builder =
-        kube::client::ClientBuilder::try_from(config).context("cannot build API client")?;
-    Ok(builder
-        .with_layer(&super::request_limit::RequestLimitLayer::new(
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config
+        .rustls_https_connector_with_connector(http)
+        .context("cannot build the API client's TLS connector")?;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(https);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .default_retry
+                .then(|| RetryLayer::new(RetryPolicy::server_retry())),
+        )
+        .option_layer(config.auth_layer().context("API client credentials")?)
+        .layer(config.extra_headers_layer().context("API client headers")?)
+        .layer(super::request_limit::RequestLimitLayer::new(
             CLIENT_MAX_IN_FLIGHT,
         ))
-        .build())
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 /// Writes a file only its owner can read (it holds credentials).

@@ -38,7 +38,8 @@ impl<S> tower::Layer<S> for RequestLimitLayer {
     }
 }
 
-/// A service whose calls take a permit before they start.
+/// A service whose calls take a permit before they start; clones share the permits.
+#[derive(Clone)]
 pub struct RequestLimit<S> {
     inner: S,
     permits: Arc<Semaphore>,

@@ -83,7 +83,7 @@ impl LogStore {
         let storage = |e: &dyn std::fmt::Display| {
             StoreError::Storage(format!("raft log {}: {e}", path.display()))
         };
-        let db = Database::create(path).map_err(|e| storage(&e))?;
+        let db = super::open_redb(path).map_err(|e| storage(&e))?;
         let mut tail = Tail::default();
         {
             let txn = db.begin_write().map_err(|e| storage(&e))?;

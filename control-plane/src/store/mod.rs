@@ -28,6 +28,7 @@ mod suite_tests;
 #[cfg(test)]
 mod mvcc_props;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -370,4 +371,18 @@ fn guard_failed(key: &str, expected: Revision, outcome: &TxnOutcome) -> StoreErr
             actual,
         }
     }
+}
+
+/// Page cache of each redb file. redb's default is 1 GiB per database, kept
+/// resident once touched, so a long-running member's log and snapshot
+/// writes alone would grow it towards 2 GiB. The Raft log is read back
+/// only at start-up and the snapshot file only when sending or restoring a
+/// snapshot (the MVCC map lives in memory), so a few MiB are enough.
+const REDB_CACHE_BYTES: usize = 8 << 20;
+
+/// Opens (or creates) one of the store's redb files with a bounded cache.
+fn open_redb(path: &Path) -> Result<redb::Database, redb::DatabaseError> {
+    redb::Builder::new()
+        .set_cache_size(REDB_CACHE_BYTES)
+        .create(path)
 }

@@ -89,7 +89,7 @@ impl StateMachine {
         let storage = |e: &dyn std::fmt::Display| {
             StoreError::Storage(format!("snapshot store {}: {e}", path.display()))
         };
-        let db = Database::create(path).map_err(|e| storage(&e))?;
+        let db = super::open_redb(path).map_err(|e| storage(&e))?;
         let mut state = SmState {
             mvcc: Mvcc::default(),
             hub: WatchHub::new(watch_capacity),
