@@ -3,12 +3,15 @@
 //! names, `@hourly`-style macros, a `CRON_TZ=`/`TZ=` prefix), and the
 //! fire-time arithmetic the CronJob controller needs: the next fire time
 //! after an instant, and the runs missed in an interval. Time zones are
-//! fixed offsets (UTC, `Etc/GMT±N`, `+05:30`); there is no tz database
-//! here, so nothing has DST. Pure: no I/O, no clock.
+//! IANA names from the tz database (`Europe/Berlin`, with DST: a fire time
+//! in a spring-forward gap moves on by the gap, one in a fall-back fold
+//! fires once, at its first occurrence) and fixed offsets (UTC,
+//! `Etc/GMT±N`, `+05:30`). Pure apart from reading the tz database: no
+//! clock.
 
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::jiff::civil::{Date, DateTime, Time};
-use k8s_openapi::jiff::tz::Offset;
+use k8s_openapi::jiff::tz::{Offset, TimeZone};
 
 /// How far ahead a schedule is searched (covers Feb 29 every 8 years).
 const SEARCH_DAYS: u32 = 366 * 9;
@@ -217,19 +220,39 @@ impl Schedule {
         }
     }
 
-    /// The first fire time strictly after `t`, in the zone `offset`.
-    pub fn next_after(&self, t: Timestamp, offset: Offset) -> Option<Timestamp> {
-        let local = t.as_second() + i64::from(offset.seconds());
-        let start =
-            Offset::UTC.to_datetime(Timestamp::from_second((local.div_euclid(60) + 1) * 60).ok()?);
+    /// The first fire time strictly after `t`, in the zone `tz`.
+    pub fn next_after(&self, t: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+        // Search the zone's wall clock from the minute after `t`. A wall time
+        // that maps to an instant not after `t` (the second pass through a
+        // fall-back fold) is skipped: that run already fired.
+        let mut from = tz.to_datetime(t);
+        for _ in 0..4 {
+            let at = self.next_wall_time_after(from)?;
+            let fire = tz.to_ambiguous_timestamp(at).compatible().ok()?;
+            if fire > t {
+                return Some(fire);
+            }
+            from = at;
+        }
+        None
+    }
+
+    /// The first matching wall-clock minute strictly after `local`.
+    fn next_wall_time_after(&self, local: DateTime) -> Option<DateTime> {
+        let minute = Time::new(local.hour(), local.minute(), 0, 0).ok()?;
+        let start = DateTime::from_parts(local.date(), minute)
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_mins(1))
+            .ok()?;
         let mut date = start.date();
         let (mut hour, mut minute) = (start.hour() as u32, start.minute() as u32);
         for _ in 0..SEARCH_DAYS {
             if self.day_matches(date)
                 && let Some((h, m)) = self.first_time_from(hour, minute)
             {
-                let at = DateTime::from_parts(date, Time::new(h as i8, m as i8, 0, 0).ok()?);
-                return offset.to_timestamp(at).ok();
+                return Some(DateTime::from_parts(
+                    date,
+                    Time::new(h as i8, m as i8, 0, 0).ok()?,
+                ));
             }
             date = date.tomorrow().ok()?;
             (hour, minute) = (0, 0);
@@ -254,18 +277,18 @@ impl Schedule {
     }
 
     /// The fire times in `(after, until]`: how many, and the latest.
-    pub fn missed(&self, after: Timestamp, until: Timestamp, offset: Offset) -> Missed {
+    pub fn missed(&self, after: Timestamp, until: Timestamp, tz: &TimeZone) -> Missed {
         let mut missed = Missed {
             latest: None,
             count: 0,
         };
         let mut t = after;
-        while let Some(n) = self.next_after(t, offset).filter(|n| *n <= until) {
+        while let Some(n) = self.next_after(t, tz).filter(|n| *n <= until) {
             missed.count += 1;
             missed.latest = Some(n);
             t = n;
             if missed.count > MAX_MISSED {
-                missed.latest = self.latest_in(after, until, offset);
+                missed.latest = self.latest_in(after, until, tz);
                 break;
             }
         }
@@ -274,15 +297,15 @@ impl Schedule {
 
     /// The latest fire time in `(after, until]`, searching back from
     /// `until` in doubling windows so a long gap costs few steps.
-    fn latest_in(&self, after: Timestamp, until: Timestamp, offset: Offset) -> Option<Timestamp> {
+    fn latest_in(&self, after: Timestamp, until: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         let mut window = 60i64;
         loop {
             let from = Timestamp::from_second(until.as_second() - window)
                 .ok()
                 .filter(|f| *f > after)
                 .unwrap_or(after);
-            if let Some(mut t) = self.next_after(from, offset).filter(|n| *n <= until) {
-                while let Some(n) = self.next_after(t, offset).filter(|n| *n <= until) {
+            if let Some(mut t) = self.next_after(from, tz).filter(|n| *n <= until) {
+                while let Some(n) = self.next_after(t, tz).filter(|n| *n <= until) {
                     t = n;
                 }
                 return Some(t);
@@ -293,6 +316,16 @@ impl Schedule {
             window = window.saturating_mul(2);
         }
     }
+}
+
+/// A CronJob time zone: a fixed offset (see [`zone_offset`]) or an IANA
+/// name looked up in the tz database (the system's, or on platforms without
+/// one the copy built into the binary).
+pub fn zone(name: &str) -> Result<TimeZone, ScheduleError> {
+    if let Ok(offset) = zone_offset(name) {
+        return Ok(TimeZone::fixed(offset));
+    }
+    TimeZone::get(name).map_err(|e| ScheduleError(format!("unknown time zone {name:?}: {e}")))
 }
 
 /// The fixed offset of a CronJob time zone: UTC and its aliases, the
@@ -319,8 +352,7 @@ pub fn zone_offset(name: &str) -> Result<Offset, ScheduleError> {
     ];
     let unsupported = || {
         ScheduleError(format!(
-            "unknown time zone {name:?}: skiff has no time zone database and supports only UTC, \
-             Etc/GMT±N and fixed offsets like +05:30"
+            "{name:?} is not a fixed offset (UTC, Etc/GMT±N, +05:30)"
         ))
     };
     if UTC.contains(&name) {
@@ -365,7 +397,7 @@ mod tests {
 
     fn next(schedule: &str, after: &str) -> String {
         let s = Schedule::parse(schedule).unwrap();
-        s.next_after(at(after), Offset::UTC).unwrap().to_string()
+        s.next_after(at(after), &TimeZone::UTC).unwrap().to_string()
     }
 
     #[test]
@@ -475,7 +507,7 @@ mod tests {
         assert!(
             Schedule::parse("0 0 30 2 *")
                 .unwrap()
-                .next_after(at("2024-01-01T00:00:00Z"), Offset::UTC)
+                .next_after(at("2024-01-01T00:00:00Z"), &TimeZone::UTC)
                 .is_none()
         );
     }
@@ -511,24 +543,24 @@ mod tests {
     #[test]
     fn fixed_offsets() {
         let s = Schedule::parse("0 9 * * *").unwrap();
-        let ist = zone_offset("+05:30").unwrap();
+        let ist = TimeZone::fixed(zone_offset("+05:30").unwrap());
         assert_eq!(
-            s.next_after(at("2024-01-01T00:00:00Z"), ist)
+            s.next_after(at("2024-01-01T00:00:00Z"), &ist)
                 .unwrap()
                 .to_string(),
             "2024-01-01T03:30:00Z"
         );
         // 09:00 in UTC-5 (Etc/GMT+5) is 14:00 UTC; the local date differs from UTC's.
-        let est = zone_offset("Etc/GMT+5").unwrap();
+        let est = zone("Etc/GMT+5").unwrap();
         assert_eq!(
-            s.next_after(at("2024-01-01T14:00:00Z"), est)
+            s.next_after(at("2024-01-01T14:00:00Z"), &est)
                 .unwrap()
                 .to_string(),
             "2024-01-02T14:00:00Z"
         );
         let s = Schedule::parse("0 0 * * sat").unwrap();
         assert_eq!(
-            s.next_after(at("2024-01-05T20:00:00Z"), zone_offset("UTC+04").unwrap())
+            s.next_after(at("2024-01-05T20:00:00Z"), &zone("UTC+04").unwrap())
                 .unwrap()
                 .to_string(),
             "2024-01-12T20:00:00Z",
@@ -554,14 +586,14 @@ mod tests {
         let m = s.missed(
             at("2024-01-01T10:00:00Z"),
             at("2024-01-01T10:35:00Z"),
-            Offset::UTC,
+            &TimeZone::UTC,
         );
         assert_eq!(m.count, 3);
         assert_eq!(m.latest, Some(at("2024-01-01T10:30:00Z")));
         let none = s.missed(
             at("2024-01-01T10:00:00Z"),
             at("2024-01-01T10:09:59Z"),
-            Offset::UTC,
+            &TimeZone::UTC,
         );
         assert_eq!(
             none,
@@ -574,7 +606,7 @@ mod tests {
         let due = s.missed(
             at("2024-01-01T10:00:00Z"),
             at("2024-01-01T10:10:00Z"),
-            Offset::UTC,
+            &TimeZone::UTC,
         );
         assert_eq!(due.latest, Some(at("2024-01-01T10:10:00Z")));
         // A year of minutes: more than 100, and the latest found without walking it all.
@@ -582,7 +614,7 @@ mod tests {
         let m = every.missed(
             at("2023-01-01T00:00:00Z"),
             at("2024-01-01T12:34:56Z"),
-            Offset::UTC,
+            &TimeZone::UTC,
         );
         assert_eq!(m.count, MAX_MISSED + 1);
         assert_eq!(m.latest, Some(at("2024-01-01T12:34:00Z")));
@@ -590,8 +622,40 @@ mod tests {
         let m = sparse.missed(
             at("2023-01-01T00:00:00Z"),
             at("2024-01-20T00:00:00Z"),
-            Offset::UTC,
+            &TimeZone::UTC,
         );
         assert_eq!(m.latest, Some(at("2024-01-01T03:59:00Z")));
+    }
+
+    #[test]
+    fn iana_zones_follow_daylight_saving_time() {
+        let berlin = zone("Europe/Berlin").expect("tz database");
+        let nine = Schedule::parse("0 9 * * *").unwrap();
+        // 09:00 in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
+        let next = |s: &Schedule, t: &str| s.next_after(at(t), &berlin).unwrap().to_string();
+        assert_eq!(next(&nine, "2024-01-10T12:00:00Z"), "2024-01-11T08:00:00Z");
+        assert_eq!(next(&nine, "2024-07-10T12:00:00Z"), "2024-07-11T07:00:00Z");
+        // 2024-03-31 02:00 → 03:00: a 02:30 run moves on by the gap (03:30 CEST).
+        let half_past_two = Schedule::parse("30 2 * * *").unwrap();
+        assert_eq!(
+            next(&half_past_two, "2024-03-30T12:00:00Z"),
+            "2024-03-31T01:30:00Z"
+        );
+        // 2024-10-27 03:00 → 02:00: 02:30 happens twice and fires once, at the first.
+        let first = next(&half_past_two, "2024-10-26T12:00:00Z");
+        assert_eq!(first, "2024-10-27T00:30:00Z");
+        assert_eq!(
+            next(&half_past_two, "2024-10-27T00:30:00Z"),
+            "2024-10-28T01:30:00Z"
+        );
+        // Every 15 minutes through the fold: 02:00–02:45 CEST, then the CET pass is skipped.
+        let quarter = Schedule::parse("*/15 2 * * *").unwrap();
+        let m = quarter.missed(
+            at("2024-10-26T23:59:00Z"),
+            at("2024-10-27T02:00:00Z"),
+            &berlin,
+        );
+        assert_eq!(m.count, 4);
+        assert!(zone("Mars/Olympus_Mons").is_err());
     }
 }

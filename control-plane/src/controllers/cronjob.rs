@@ -14,12 +14,12 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use k8s_openapi::jiff::tz::Offset;
+use k8s_openapi::jiff::tz::{Offset, TimeZone};
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::cron_schedule::{MAX_MISSED, Schedule, zone_offset};
+use super::cron_schedule::{MAX_MISSED, Schedule};
 use super::job_plan::{COMPLETE, FAILED, condition_true};
 use super::pods::{controlled_by, owner_ref};
 use super::runtime::events::object_ref;
@@ -95,7 +95,7 @@ pub fn rfc3339(t: Timestamp, offset: Offset) -> String {
 
 /// The schedule and the zone it runs in: a `CRON_TZ=` prefix, else
 /// `spec.timeZone`, else UTC. On error: the event reason and message.
-pub fn schedule_of(spec: &CronJobSpec) -> Result<(Schedule, Offset), (&'static str, String)> {
+pub fn schedule_of(spec: &CronJobSpec) -> Result<(Schedule, TimeZone), (&'static str, String)> {
     let schedule = Schedule::parse(&spec.schedule).map_err(|e| {
         let msg = format!("unparseable schedule: {:?} : {e}", spec.schedule);
         ("UnparseableSchedule", msg)
@@ -104,20 +104,23 @@ pub fn schedule_of(spec: &CronJobSpec) -> Result<(Schedule, Offset), (&'static s
         .time_zone
         .clone()
         .or_else(|| spec.time_zone.clone());
-    let offset = match zone {
-        Some(z) => zone_offset(&z)
+    let tz = match zone {
+        Some(z) => super::cron_schedule::zone(&z)
             .map_err(|e| ("UnknownTimeZone", format!("invalid timeZone: {z:?}: {e}")))?,
-        None => Offset::UTC,
+        None => TimeZone::UTC,
     };
-    Ok((schedule, offset))
+    Ok((schedule, tz))
 }
 
 /// The Job a CronJob runs for `scheduled`.
-pub fn job_for(cj: &CronJob, scheduled: Timestamp, offset: Offset) -> Job {
+pub fn job_for(cj: &CronJob, scheduled: Timestamp, tz: &TimeZone) -> Job {
     let template = cj.spec.clone().unwrap_or_default().job_template;
     let meta = template.metadata.unwrap_or_default();
     let mut annotations = meta.annotations.unwrap_or_default();
-    annotations.insert(SCHEDULED_TIMESTAMP.into(), rfc3339(scheduled, offset));
+    annotations.insert(
+        SCHEDULED_TIMESTAMP.into(),
+        rfc3339(scheduled, tz.to_offset(scheduled)),
+    );
     Job {
         metadata: ObjectMeta {
             name: Some(job_name(&cj.name_any(), scheduled)),
@@ -219,14 +222,14 @@ async fn run_due(
     if spec.suspend == Some(true) {
         return Ok(None);
     }
-    let (schedule, offset) = match schedule_of(&spec) {
+    let (schedule, tz) = match schedule_of(&spec) {
         Ok(s) => s,
         Err((reason, msg)) => {
             ctx.events.record(cj, "Warning", reason, &msg).await;
             return Ok(None);
         }
     };
-    let next = schedule.next_after(now, offset);
+    let next = schedule.next_after(now, &tz);
     let created = cj.creation_timestamp().map_or(now, |t| t.0);
     let mut earliest = status.last_schedule_time.as_ref().map_or(created, |t| t.0);
     if let Some(d) = spec.starting_deadline_seconds
@@ -234,7 +237,7 @@ async fn run_due(
     {
         earliest = earliest.max(floor);
     }
-    let missed = schedule.missed(earliest, now, offset);
+    let missed = schedule.missed(earliest, now, &tz);
     let Some(scheduled) = missed.latest else {
         return Ok(next);
     };
@@ -269,7 +272,7 @@ async fn run_due(
         _ => {}
     }
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &cj.namespace().unwrap_or_default());
-    let job = job_for(cj, scheduled, offset);
+    let job = job_for(cj, scheduled, &tz);
     let created = match api.create(&PostParams::default(), &job).await {
         Ok(j) => j,
         Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -406,6 +409,7 @@ async fn write_status(
 
 #[cfg(test)]
 mod tests {
+    use super::super::cron_schedule::zone_offset;
     use super::*;
     use k8s_openapi::api::batch::v1::{JobSpec, JobTemplateSpec};
 
@@ -441,7 +445,7 @@ mod tests {
     fn jobs_are_named_and_annotated_by_fire_time() {
         let t: Timestamp = "2024-01-01T10:05:00Z".parse().unwrap();
         let cj = cron_job("*/5 * * * *", None);
-        let j = job_for(&cj, t, Offset::UTC);
+        let j = job_for(&cj, t, &TimeZone::UTC);
         assert_eq!(j.name_any(), format!("tick-{}", t.as_second() / 60));
         assert_eq!(j.name_any(), "tick-28401725");
         assert_eq!(
@@ -463,18 +467,30 @@ mod tests {
             rfc3339(t, zone_offset("Etc/GMT+8").unwrap()),
             "2024-01-01T02:05:00-08:00"
         );
+        // The annotation is in the CronJob's zone, at that instant's offset.
+        let berlin = super::super::cron_schedule::zone("Europe/Berlin").unwrap();
+        let summer: Timestamp = "2024-07-01T10:05:00Z".parse().unwrap();
+        let j = job_for(&cj, summer, &berlin);
+        assert_eq!(
+            j.annotations().get(SCHEDULED_TIMESTAMP).map(String::as_str),
+            Some("2024-07-01T12:05:00+02:00")
+        );
     }
 
     #[test]
     fn schedule_and_zone_resolution() {
         let spec = |s: &str, z: Option<&str>| cron_job(s, z).spec.unwrap();
-        let (_, off) = schedule_of(&spec("0 * * * *", None)).unwrap();
-        assert_eq!(off, Offset::UTC);
-        let (_, off) = schedule_of(&spec("0 * * * *", Some("Etc/GMT-3"))).unwrap();
-        assert_eq!(off.seconds(), 3 * 3600);
+        let now: Timestamp = "2024-07-01T00:00:00Z".parse().unwrap();
+        let offset = |tz: TimeZone| tz.to_offset(now).seconds();
+        let (_, tz) = schedule_of(&spec("0 * * * *", None)).unwrap();
+        assert_eq!(offset(tz), 0);
+        let (_, tz) = schedule_of(&spec("0 * * * *", Some("Etc/GMT-3"))).unwrap();
+        assert_eq!(offset(tz), 3 * 3600);
+        let (_, tz) = schedule_of(&spec("0 * * * *", Some("America/New_York"))).unwrap();
+        assert_eq!(offset(tz), -4 * 3600);
         // A CRON_TZ prefix wins over spec.timeZone, as in robfig/cron.
-        let (_, off) = schedule_of(&spec("CRON_TZ=UTC 0 * * * *", Some("Etc/GMT-3"))).unwrap();
-        assert_eq!(off, Offset::UTC);
+        let (_, tz) = schedule_of(&spec("CRON_TZ=UTC 0 * * * *", Some("Etc/GMT-3"))).unwrap();
+        assert_eq!(offset(tz), 0);
         let (reason, _) = schedule_of(&spec("0 * * *", None)).unwrap_err();
         assert_eq!(reason, "UnparseableSchedule");
         let (reason, msg) = schedule_of(&spec("0 * * * *", Some("Mars/Olympus"))).unwrap_err();
