@@ -38,6 +38,7 @@ kind: CronJob
 metadata: {name: every-minute}
 spec:
   schedule: "* * * * *"
+  timeZone: Europe/Berlin
   successfulJobsHistoryLimit: 1
   jobTemplate:
     spec:
