@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub log_max_bytes: u64,
     /// Rotated log files kept per container and restart (default 3).
     pub log_max_files: usize,
+    /// Event writes per second after the burst; 0 for no limit (kubelet's `--event-qps`, default 50).
+    pub event_qps: f64,
+    /// Event writes allowed at once (kubelet's `--event-burst`, default 100).
+    pub event_burst: u32,
 }
 
 impl Default for NodeConfig {
@@ -89,6 +93,8 @@ impl NodeConfig {
             labels: BTreeMap::new(),
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 3,
+            event_qps: 50.0,
+            event_burst: 100,
         }
     }
 
@@ -101,10 +107,16 @@ impl NodeConfig {
         }
     }
 
-    /// Checks the values that can be wrong (today: the pod CIDR).
+    /// Checks the values that can be wrong (name, event rate, pod CIDR).
     pub fn validate(&self) -> Result<(), NodeError> {
         if self.name.is_empty() {
             return Err(NodeError::Config("node name is empty".into()));
+        }
+        if !(self.event_qps.is_finite() && self.event_qps >= 0.0) {
+            return Err(NodeError::Config(format!(
+                "event qps must be a number ≥ 0, not {}",
+                self.event_qps
+            )));
         }
         crate::pods::ipam::PodCidr::parse(&self.pod_cidr)?;
         Ok(())

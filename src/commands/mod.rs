@@ -5,6 +5,7 @@ pub mod components;
 pub mod control_plane;
 pub mod data_dir;
 pub mod node;
+pub mod node_args;
 pub mod request_limit;
 pub mod server;
 pub mod shutdown;

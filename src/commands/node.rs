@@ -8,6 +8,7 @@ use base64::Engine as _;
 
 use super::control_plane::client_from_kubeconfig;
 use super::data_dir::default_data_dir;
+use super::node_args::EventArgs;
 use super::shutdown;
 
 #[derive(clap::Args)]
@@ -30,6 +31,8 @@ pub struct NodeArgs {
     /// Name of the node (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
+    #[command(flatten)]
+    events: EventArgs,
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -47,6 +50,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(name) = args.node_name {
         config.name = name;
     }
+    args.events.apply(&mut config);
     skiff_node::run(client, config, shutdown::on_signal())
         .await
         .context("node agent failed")

@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::components::ComponentArgs;
 use super::control_plane::{self, ControlPlaneOptions};
 use super::data_dir::default_data_dir;
+use super::node_args::EventArgs;
 use super::shutdown;
 
 #[derive(clap::Args)]
@@ -37,6 +38,8 @@ pub struct UpArgs {
     history_window_seconds: u64,
     #[command(flatten)]
     components: ComponentArgs,
+    #[command(flatten)]
+    events: EventArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -71,6 +74,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(name) = args.node_name {
         node_config.name = name;
     }
+    args.events.apply(&mut node_config);
     {
         let (client, shutdown) = (control_plane.client.clone(), shutdown.clone());
         control_plane.spawn(async move {

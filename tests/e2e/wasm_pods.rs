@@ -88,4 +88,22 @@ spec:
         ),
         "Error"
     );
+    // Each restart starts the container again: one Started event whose
+    // count goes up (what `kubectl describe` shows as "x2 over 10s").
+    cluster.wait_for(
+        "the Started event to be counted",
+        Duration::from_secs(30),
+        || {
+            let counts = cluster.kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=crasher,reason=Started",
+                "-o",
+                "jsonpath={.items[*].count}",
+            ]);
+            let counts: Vec<&str> = counts.split_whitespace().collect();
+            counts.len() == 1 && counts[0].parse::<u32>().is_ok_and(|n| n >= 2)
+        },
+    );
 }

@@ -185,9 +185,7 @@ async fn sync_active(
             Some(j) => {
                 if let Some(cond) = finished(j) {
                     let msg = format!("Saw completed job: {name}, condition: {cond}");
-                    ctx.events
-                        .record(cj, "Normal", "SawCompletedJob", &msg)
-                        .await;
+                    ctx.events.record(cj, "Normal", "SawCompletedJob", &msg);
                 }
             }
             None => match api.get_opt(&name).await? {
@@ -195,7 +193,7 @@ async fn sync_active(
                 Some(_) => {}
                 None => {
                     let msg = format!("Active job went missing: {name}");
-                    ctx.events.record(cj, "Normal", "MissingJob", &msg).await;
+                    ctx.events.record(cj, "Normal", "MissingJob", &msg);
                 }
             },
         }
@@ -225,7 +223,7 @@ async fn run_due(
     let (schedule, tz) = match schedule_of(&spec) {
         Ok(s) => s,
         Err((reason, msg)) => {
-            ctx.events.record(cj, "Warning", reason, &msg).await;
+            ctx.events.record(cj, "Warning", reason, &msg);
             return Ok(None);
         }
     };
@@ -246,9 +244,7 @@ async fn run_due(
             "too many missed start times: more than {MAX_MISSED}. Set or decrease \
              .spec.startingDeadlineSeconds or check clock skew"
         );
-        ctx.events
-            .record(cj, "Warning", "TooManyMissedTimes", &msg)
-            .await;
+        ctx.events.record(cj, "Warning", "TooManyMissedTimes", &msg);
     }
     let name = job_name(&cj.name_any(), scheduled);
     let already = jobs.iter().any(|j| j.name_any() == name)
@@ -263,9 +259,7 @@ async fn run_due(
     match spec.concurrency_policy.as_deref() {
         Some("Forbid") if !active.is_empty() => {
             let msg = "Not starting job because prior execution is running and concurrency policy is Forbid";
-            ctx.events
-                .record(cj, "Normal", "JobAlreadyActive", msg)
-                .await;
+            ctx.events.record(cj, "Normal", "JobAlreadyActive", msg);
             return Ok(next);
         }
         Some("Replace") => replace_active(ctx, cj, active).await?,
@@ -284,21 +278,19 @@ async fn run_due(
                     let msg = format!(
                         "Error creating job: {name} exists and is not controlled by this CronJob"
                     );
-                    ctx.events.record(cj, "Warning", "FailedCreate", &msg).await;
+                    ctx.events.record(cj, "Warning", "FailedCreate", &msg);
                     return Err(ControllerError::Invalid(msg));
                 }
             }
         }
         Err(e) => {
             let msg = format!("Error creating job: {e}");
-            ctx.events.record(cj, "Warning", "FailedCreate", &msg).await;
+            ctx.events.record(cj, "Warning", "FailedCreate", &msg);
             return Err(e.into());
         }
     };
     let msg = format!("Created job {name}");
-    ctx.events
-        .record(cj, "Normal", "SuccessfulCreate", &msg)
-        .await;
+    ctx.events.record(cj, "Normal", "SuccessfulCreate", &msg);
     tracing::info!(job = %name, scheduled = %scheduled, "created job");
     if running(&created) && !active.iter().any(|r| r.uid == created.uid()) {
         active.push(object_ref(&created));
@@ -326,9 +318,7 @@ async fn replace_active(
                 .map(|_| ()),
         )?;
         let msg = format!("Deleted job {name}");
-        ctx.events
-            .record(cj, "Normal", "SuccessfulDelete", &msg)
-            .await;
+        ctx.events.record(cj, "Normal", "SuccessfulDelete", &msg);
         active.remove(0);
     }
     Ok(())
@@ -376,9 +366,7 @@ async fn cleanup_history(
                 .cache()
                 .write_through(ObjectKey::of(&gone), Arc::new(gone));
             let msg = format!("Deleted job {name}");
-            ctx.events
-                .record(cj, "Normal", "SuccessfulDelete", &msg)
-                .await;
+            ctx.events.record(cj, "Normal", "SuccessfulDelete", &msg);
         }
     }
     Ok(())

@@ -312,13 +312,11 @@ async fn create_pods(
                     ctx.pods
                         .cache()
                         .write_through(ObjectKey::of(&p), Arc::new(p));
-                    ctx.events
-                        .record(ds, "Normal", "SuccessfulCreate", &msg)
-                        .await;
+                    ctx.events.record(ds, "Normal", "SuccessfulCreate", &msg);
                 }
                 Err(e) => {
                     let msg = format!("Error creating: {e}");
-                    ctx.events.record(ds, "Warning", "FailedCreate", &msg).await;
+                    ctx.events.record(ds, "Warning", "FailedCreate", &msg);
                     first_err.get_or_insert(e.into());
                 }
             }
@@ -362,9 +360,7 @@ async fn delete_pods(
                         .write_through(ObjectKey::of(&dying), Arc::new(dying));
                 }
                 let msg = format!("Deleted pod: {}", p.name_any());
-                ctx.events
-                    .record(ds, "Normal", "SuccessfulDelete", &msg)
-                    .await;
+                ctx.events.record(ds, "Normal", "SuccessfulDelete", &msg);
             }
             Err(e) => {
                 first_err.get_or_insert(e);

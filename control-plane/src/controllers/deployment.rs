@@ -219,14 +219,12 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                     )));
                 }
             };
-            ctx.events
-                .record(
-                    d.as_ref(),
-                    "Normal",
-                    "ScalingReplicaSet",
-                    &format!("Scaled up replica set {} from 0 to 0", created.name_any()),
-                )
-                .await;
+            ctx.events.record(
+                d.as_ref(),
+                "Normal",
+                "ScalingReplicaSet",
+                &format!("Scaled up replica set {} from 0 to 0", created.name_any()),
+            );
             let created = Arc::new(created);
             ctx.replica_sets
                 .cache()
@@ -322,17 +320,15 @@ async fn scale(ctx: &Ctx, d: &Deployment, rs: &ReplicaSet, to: i32) -> Result<()
         .await?;
     let verb = if to > from { "up" } else { "down" };
     tracing::info!(replicaset = %updated.name_any(), from, to, "scaled {verb}");
-    ctx.events
-        .record(
-            d,
-            "Normal",
-            "ScalingReplicaSet",
-            &format!(
-                "Scaled {verb} replica set {} from {from} to {to}",
-                updated.name_any()
-            ),
-        )
-        .await;
+    ctx.events.record(
+        d,
+        "Normal",
+        "ScalingReplicaSet",
+        &format!(
+            "Scaled {verb} replica set {} from {from} to {to}",
+            updated.name_any()
+        ),
+    );
     ctx.replica_sets
         .cache()
         .write_through(ObjectKey::of(&updated), Arc::new(updated));

@@ -315,9 +315,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                 pdb.name_any()
             );
             tracing::info!(pod = %format!("{}/{name}", key.namespace), budget = %pdb.name_any(), "evicted pod was not deleted in time; counting it again");
-            ctx.events
-                .record(p.as_ref(), "Warning", "NotDeleted", &msg)
-                .await;
+            ctx.events.record(p.as_ref(), "Warning", "NotDeleted", &msg);
         }
     }
     let healthy = count_healthy(&pods, &disrupted);
@@ -352,8 +350,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                 .unwrap_or_default()
         );
         ctx.events
-            .record(pdb.as_ref(), "Warning", "UnmanagedPods", &msg)
-            .await;
+            .record(pdb.as_ref(), "Warning", "UnmanagedPods", &msg);
     }
     write_status(&ctx, &pdb, status).await?;
     Ok(recheck.map_or(Action::AwaitChange, |at| {
@@ -466,8 +463,7 @@ async fn fail_safe(
     if !was_failing {
         let msg = format!("Failed to calculate the number of expected pods: {message}");
         ctx.events
-            .record(pdb, "Warning", "CalculateExpectedPodCountFailed", &msg)
-            .await;
+            .record(pdb, "Warning", "CalculateExpectedPodCountFailed", &msg);
     }
     write_status(ctx, pdb, status).await
 }

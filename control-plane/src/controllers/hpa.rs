@@ -506,7 +506,7 @@ async fn write_status(
         }
     }
     for (type_, reason, message) in &out.events {
-        ctx.events.record(hpa, type_, reason, message).await;
+        ctx.events.record(hpa, type_, reason, message);
     }
     Ok(())
 }

@@ -198,9 +198,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     let finished = finished_at(Some(&status));
     write_status(&ctx, &job, status).await?;
     for (type_, reason, message) in news {
-        ctx.events
-            .record(job.as_ref(), type_, &reason, &message)
-            .await;
+        ctx.events.record(job.as_ref(), type_, &reason, &message);
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -376,25 +374,20 @@ async fn create_pods(
         done += chunk.len();
         batch *= 2;
     }
-    join_all(names.iter().map(|n| async move {
+    for n in &names {
         let msg = format!("Created pod: {n}");
-        ctx.events
-            .record(job, "Normal", "SuccessfulCreate", &msg)
-            .await
-    }))
-    .await;
+        ctx.events.record(job, "Normal", "SuccessfulCreate", &msg);
+    }
     if !names.is_empty() {
         tracing::info!(created = names.len(), "created pods");
     }
     if let Some(e) = &first_err {
-        ctx.events
-            .record(
-                job,
-                "Warning",
-                "FailedCreate",
-                &format!("Error creating: {e}"),
-            )
-            .await;
+        ctx.events.record(
+            job,
+            "Warning",
+            "FailedCreate",
+            &format!("Error creating: {e}"),
+        );
     }
     (names.len(), first_err.map(Into::into))
 }
@@ -430,9 +423,7 @@ async fn delete_pods(ctx: &Ctx, job: &Job, pods: &[Arc<Pod>]) -> (usize, Option<
     }
     join_all(gone.iter().map(|n| async move {
         let msg = format!("Deleted pod: {n}");
-        ctx.events
-            .record(job, "Normal", "SuccessfulDelete", &msg)
-            .await
+        ctx.events.record(job, "Normal", "SuccessfulDelete", &msg)
     }))
     .await;
     tracing::info!(deleted = gone.len(), "deleted pods");

@@ -237,14 +237,12 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
             .replace_status(&key.name, &PostParams::default(), &next)
             .await?;
         tracing::warn!(node = %key.name, "node stopped heartbeating; marked Unknown");
-        ctx.events
-            .record(
-                &written,
-                "Normal",
-                "NodeNotReady",
-                &format!("Node {} status is now: NodeNotReady", key.name),
-            )
-            .await;
+        ctx.events.record(
+            &written,
+            "Normal",
+            "NodeNotReady",
+            &format!("Node {} status is now: NodeNotReady", key.name),
+        );
         ctx.nodes.cache().insert(key.clone(), Arc::new(written));
         return Ok(Action::RequeueAfter(Duration::from_millis(10)));
     }
@@ -317,14 +315,12 @@ async fn evict(ctx: &Ctx, node: &Node, now: Timestamp) -> Result<Option<i64>, Co
             DeleteParams::default()
         };
         tracing::info!(pod = %format!("{ns}/{}", p.name_any()), node = %name, "evicting pod from tainted node");
-        ctx.events
-            .record(
-                p.as_ref(),
-                "Normal",
-                "TaintManagerEviction",
-                &format!("Marking for deletion Pod {ns}/{}", p.name_any()),
-            )
-            .await;
+        ctx.events.record(
+            p.as_ref(),
+            "Normal",
+            "TaintManagerEviction",
+            &format!("Marking for deletion Pod {ns}/{}", p.name_any()),
+        );
         ignore_not_found(api.delete(&p.name_any(), &dp).await.map(|_| ()))?;
     }
     Ok(next)

@@ -1,5 +1,5 @@
-//! PodGC, as kube-controller-manager's: every 20 s (and when pods finish
-//! or nodes go away) it force-deletes (grace 0) the oldest terminated
+//! PodGC, as kube-controller-manager's: every 20 s (and, at most once a
+//! second, when pods finish; at once when nodes go away) it force-deletes (grace 0) the oldest terminated
 //! (Succeeded/Failed) pods beyond `terminated_pod_gc_threshold` (evicted
 //! ones first; 0 disables), pods bound to nodes that no longer exist (after
 //! a 40 s quarantine and a live GET confirming the node is gone, first
@@ -10,6 +10,7 @@
 //! Finished Jobs' pods go with their Job (ttlSecondsAfterFinished, job.rs).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// How often the collector sweeps.
 const GC_PERIOD: Duration = Duration::from_secs(20);
+/// How soon after a pod finishes the sweep that may collect it runs.
+const FINISHED_SWEEP_DELAY: Duration = Duration::from_secs(1);
 /// How long a node must have been missing before its pods are deleted.
 const QUARANTINE: Duration = Duration::from_secs(40);
 /// Most pods deleted in one sweep; the next sweep follows at once.
@@ -90,20 +93,40 @@ fn node_name(p: &Pod) -> Option<&str> {
 /// Subscribes the collector to pods finishing or being deleted unscheduled, and to node deletions.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    ctx.pods.feed(queue.clone(), shutdown.clone(), |c| match c {
-        Change::Upsert { old, new } => {
-            let newly_done = terminated(new) && old.as_ref().is_none_or(|o| !terminated(o));
-            let unscheduled_deleting =
-                new.metadata.deletion_timestamp.is_some() && node_name(new).is_none();
-            if newly_done || unscheduled_deleting {
-                vec![sweep()]
-            } else {
+    // A sweep reads every pod, so finishing pods (thousands a second when
+    // short Jobs run) schedule at most one sweep per FINISHED_SWEEP_DELAY.
+    let sweep_scheduled = Arc::new(AtomicBool::new(false));
+    let sweep_soon = {
+        let queue = queue.clone();
+        move || {
+            if sweep_scheduled.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let (queue, scheduled) = (queue.clone(), sweep_scheduled.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(FINISHED_SWEEP_DELAY).await;
+                scheduled.store(false, Ordering::Release);
+                queue.add(sweep());
+            });
+        }
+    };
+    ctx.pods
+        .feed(queue.clone(), shutdown.clone(), move |c| match c {
+            Change::Upsert { old, new } => {
+                let newly_done = terminated(new) && old.as_ref().is_none_or(|o| !terminated(o));
+                let unscheduled_deleting =
+                    new.metadata.deletion_timestamp.is_some() && node_name(new).is_none();
+                if unscheduled_deleting {
+                    return vec![sweep()];
+                }
+                if newly_done {
+                    sweep_soon();
+                }
                 Vec::new()
             }
-        }
-        Change::Delete(_) => Vec::new(),
-        Change::Resync => vec![sweep()],
-    });
+            Change::Delete(_) => Vec::new(),
+            Change::Resync => vec![sweep()],
+        });
     ctx.nodes
         .feed(queue.clone(), shutdown.clone(), |c| match c {
             Change::Upsert { .. } => Vec::new(),

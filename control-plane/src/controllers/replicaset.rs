@@ -115,14 +115,12 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
             }
         }
         if let Some(e) = first_err {
-            ctx.events
-                .record(
-                    rs.as_ref(),
-                    "Warning",
-                    "FailedCreate",
-                    &format!("Error creating: {e}"),
-                )
-                .await;
+            ctx.events.record(
+                rs.as_ref(),
+                "Warning",
+                "FailedCreate",
+                &format!("Error creating: {e}"),
+            );
             update_status(&ctx, &rs, &active).await?;
             return Err(e.into());
         }

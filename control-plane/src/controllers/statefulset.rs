@@ -253,18 +253,14 @@ async fn apply(
                     ctx.pods
                         .cache()
                         .write_through(ObjectKey::of(&p), Arc::new(p));
-                    ctx.events
-                        .record(set, "Normal", "SuccessfulCreate", &msg)
-                        .await;
+                    ctx.events.record(set, "Normal", "SuccessfulCreate", &msg);
                 }
                 Err(e) => {
                     let msg = format!(
                         "create Pod {} in StatefulSet {name} failed error: {e}",
                         pod_name(&name, ordinal)
                     );
-                    ctx.events
-                        .record(set, "Warning", "FailedCreate", &msg)
-                        .await;
+                    ctx.events.record(set, "Warning", "FailedCreate", &msg);
                     return Err(e.into());
                 }
             }
@@ -322,9 +318,7 @@ async fn ensure_claims(
                     pod_name(&set.name_any(), ordinal),
                     set.name_any()
                 );
-                ctx.events
-                    .record(set, "Normal", "SuccessfulCreate", &msg)
-                    .await;
+                ctx.events.record(set, "Normal", "SuccessfulCreate", &msg);
             }
         }
     }
@@ -379,9 +373,7 @@ async fn delete_pod(
         pod.name_any(),
         set.name_any()
     );
-    ctx.events
-        .record(set, "Normal", "SuccessfulDelete", &msg)
-        .await;
+    ctx.events.record(set, "Normal", "SuccessfulDelete", &msg);
     Ok(())
 }
 

@@ -226,9 +226,7 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<Action, 
             None => bind(ctx, claim, &pv).await,
             Some(why) => {
                 let msg = format!("Cannot bind to requested volume {pv_name:?}: {why}");
-                ctx.events
-                    .record(claim, "Warning", "VolumeMismatch", &msg)
-                    .await;
+                ctx.events.record(claim, "Warning", "VolumeMismatch", &msg);
                 Ok(Action::AwaitChange)
             }
         },
@@ -243,9 +241,7 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<Action, 
                 .await?;
             } else {
                 let msg = format!("volume {pv_name:?} already bound to a different claim.");
-                ctx.events
-                    .record(claim, "Warning", "FailedBinding", &msg)
-                    .await;
+                ctx.events.record(claim, "Warning", "FailedBinding", &msg);
             }
             Ok(Action::AwaitChange)
         }
@@ -290,15 +286,13 @@ async fn sync_unbound(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<Action
         (Some(_), Some(_)) => {
             let msg = "the local-path provisioner cannot honour a claim's selector";
             ctx.events
-                .record(claim, "Warning", "ProvisioningFailed", msg)
-                .await;
+                .record(claim, "Warning", "ProvisioningFailed", msg);
             Ok(Action::AwaitChange)
         }
         (Some(_), None) if !wait => {
             let msg = "the local-path provisioner needs a node: use volumeBindingMode WaitForFirstConsumer";
             ctx.events
-                .record(claim, "Warning", "ProvisioningFailed", msg)
-                .await;
+                .record(claim, "Warning", "ProvisioningFailed", msg);
             Ok(Action::AwaitChange)
         }
         _ => Ok(Action::AwaitChange),
@@ -321,8 +315,7 @@ async fn provision(
                 made.name_any()
             );
             ctx.events
-                .record(claim, "Normal", "ProvisioningSucceeded", &msg)
-                .await;
+                .record(claim, "Normal", "ProvisioningSucceeded", &msg);
             tracing::info!(volume = %made.name_any(), node, "provisioned a local-path volume");
             made
         }
@@ -431,8 +424,6 @@ async fn lose(
     ctx.pvcs
         .cache()
         .write_through(ObjectKey::of(&written), Arc::new(written));
-    ctx.events
-        .record(claim, "Warning", "ClaimLost", message)
-        .await;
+    ctx.events.record(claim, "Warning", "ClaimLost", message);
     Ok(())
 }

@@ -146,7 +146,7 @@ async fn reclaim(ctx: &Ctx, pv: &PersistentVolume) -> Result<Action, ControllerE
                         .to_string(),
                 )
             };
-            ctx.events.record(&pv, "Warning", reason, &msg).await;
+            ctx.events.record(&pv, "Warning", reason, &msg);
             set_volume_phase(ctx, &pv, "Failed", Some(&msg)).await?;
         }
         _ => {}

@@ -169,7 +169,7 @@ pub fn spawn_execute(client: Client, events: EventRecorder, pod: Arc<Pod>, plan:
                     pod.metadata.uid.clone().unwrap_or_default(),
                     plan.node
                 );
-                events.record(&victim, "Normal", "Preempted", &msg).await;
+                events.record(&victim, "Normal", "Preempted", &msg);
             }
             tracing::info!(victim = %v.key(), node = %plan.node, preemptor = %format!("{ns}/{}", pod.name_any()), "preempting");
             if let Err(e) = vapi.delete(&v.name, &DeleteParams::default()).await {

@@ -483,9 +483,7 @@ impl Loop {
                 .map(|e| e.to_string());
             if error.is_none() {
                 let msg = format!("Successfully assigned {key} to {node}");
-                events
-                    .record(pod.as_ref(), "Normal", "Scheduled", &msg)
-                    .await;
+                events.record(pod.as_ref(), "Normal", "Scheduled", &msg);
             }
             let _ = tx.send(BindDone { key, node, error });
         });
@@ -497,9 +495,7 @@ impl Loop {
         let client = self.client.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
-            events
-                .record(pod.as_ref(), "Warning", "FailedScheduling", &message)
-                .await;
+            events.record(pod.as_ref(), "Warning", "FailedScheduling", &message);
             if let Err(e) = set_unschedulable(&client, &pod, reason, &message).await {
                 tracing::debug!(pod = %pod_key(&pod), error = %e, "could not write PodScheduled condition");
             }

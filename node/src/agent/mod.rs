@@ -107,7 +107,15 @@ async fn build_context(
         logs: Arc::new(LogRegistry::default()),
         objects,
         table: Arc::new(PodTable::default()),
-        events: EventRecorder::start(client.clone(), config.name.clone(), shutdown.clone()),
+        events: EventRecorder::start(
+            client.clone(),
+            config.name.clone(),
+            skiff_events::Limits {
+                qps: config.event_qps,
+                burst: config.event_burst,
+                ..Default::default()
+            },
+        ),
         status: StatusWriter::start(client.clone(), shutdown.clone()),
         host_ip: config.internal_ip().to_string(),
         node_cpu: f64::from(reading.cpus),
