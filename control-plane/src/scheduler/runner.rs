@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,9 +32,11 @@ use super::framework::{NodeName, Profile, schedule};
 use super::preemption;
 use super::queue::SchedulingQueue;
 use super::snapshot::{ClaimInfo, NodeInfo, PodInfo, Snapshot, VolumeIndex};
-use crate::controllers::runtime::{Change, EventRecorder, Informer, run_elected, watch_config};
+use crate::controllers::runtime::{
+    Change, EventRecorder, Informer, Subscription, run_elected, watch_config,
+};
 
-type Rx<K> = broadcast::Receiver<Arc<Change<K>>>;
+type Rx<K> = Subscription<K>;
 
 /// Runs the scheduler until `shutdown`, acting only while it holds the
 /// `kube-system/<lease>` Lease.
@@ -203,28 +205,21 @@ async fn run_leader(
 }
 
 /// Applies every queued change; true when any handler reported a cluster change.
-fn drain<K>(rx: &mut Rx<K>, mut f: impl FnMut(Option<&Change<K>>) -> bool) -> bool {
+fn drain<K>(rx: &mut Rx<K>, mut f: impl FnMut(&Change<K>) -> bool) -> bool {
     let mut changed = false;
-    loop {
-        match rx.try_recv() {
-            Ok(c) => changed |= f(Some(&c)),
-            Err(broadcast::error::TryRecvError::Lagged(_)) => changed |= f(None),
-            Err(_) => return changed,
-        }
+    while let Some(c) = rx.try_recv() {
+        changed |= f(&c);
     }
+    changed
 }
 
 impl Loop {
     fn on_recv<K>(
         &mut self,
-        r: Result<Arc<Change<K>>, broadcast::error::RecvError>,
-        f: impl FnOnce(&mut Self, Option<&Change<K>>) -> bool,
+        r: Option<Arc<Change<K>>>,
+        f: impl FnOnce(&mut Self, &Change<K>) -> bool,
     ) -> bool {
-        match r {
-            Ok(c) => f(self, Some(&c)),
-            Err(broadcast::error::RecvError::Lagged(_)) => f(self, None),
-            Err(_) => false,
-        }
+        r.is_some_and(|c| f(self, &c))
     }
 
     fn ours(&self, p: &Pod) -> bool {
@@ -236,7 +231,7 @@ impl Loop {
         self.config.scheduler_names.iter().any(|n| n == name)
     }
 
-    /// Rebuilds the snapshot and queue from the caches (start, or a lagged feed).
+    /// Rebuilds the snapshot and queue from the caches (start, or a Resync).
     fn rebuild(&mut self) {
         let nodes: Vec<Node> = self
             .inf
@@ -312,24 +307,23 @@ impl Loop {
             .collect();
     }
 
-    fn on_node(&mut self, c: Option<&Change<Node>>) -> bool {
+    fn on_node(&mut self, c: &Change<Node>) -> bool {
         match c {
-            None => self.rebuild(),
-            Some(Change::Upsert { new, .. }) => self.snap.upsert_node(NodeInfo::from_node(new)),
-            Some(Change::Delete(n)) => self.snap.remove_node(&n.name_any()),
-            Some(Change::Resync) => self.rebuild(),
+            Change::Upsert { new, .. } => self.snap.upsert_node(NodeInfo::from_node(new)),
+            Change::Delete(n) => self.snap.remove_node(&n.name_any()),
+            Change::Resync => self.rebuild(),
         }
         true
     }
 
-    fn on_pod(&mut self, c: Option<&Change<Pod>>) -> bool {
+    fn on_pod(&mut self, c: &Change<Pod>) -> bool {
         match c {
-            None | Some(Change::Resync) => {
+            Change::Resync => {
                 self.rebuild();
                 true
             }
-            Some(Change::Upsert { new, .. }) => self.on_pod_upsert(new),
-            Some(Change::Delete(p)) => {
+            Change::Upsert { new, .. } => self.on_pod_upsert(new),
+            Change::Delete(p) => {
                 let key = pod_key(p);
                 self.queue.remove(&key);
                 self.assumed.remove(&key);

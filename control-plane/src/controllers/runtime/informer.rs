@@ -1,6 +1,6 @@
 //! Shared informers: one watch per resource kind feeding an in-memory cache
-//! (`Cache`) that every controller reads, plus a broadcast of changes that
-//! controllers map to work-queue keys. A relist (after a watch expired) is
+//! (`Cache`) that every controller reads, plus a feed of changes per
+//! subscriber (`feed.rs`) that controllers map to work-queue keys. A relist (after a watch expired) is
 //! diffed against the cache so subscribers see precise deletes.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +12,9 @@ use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
+
+use super::feed::{Fanout, Subscription};
 use tokio_util::sync::CancellationToken;
 
 use super::key::ObjectKey;
@@ -25,7 +27,7 @@ pub enum Change<K> {
     Upsert { old: Option<Arc<K>>, new: Arc<K> },
     /// Deleted; the last known version.
     Delete(Arc<K>),
-    /// The subscriber fell behind and must treat everything as changed.
+    /// The subscriber stopped draining its feed and must treat everything as changed.
     Resync,
 }
 
@@ -138,7 +140,7 @@ impl<K> Cache<K> {
 /// A watch of one kind: its cache, its change feed and its readiness.
 pub struct Informer<K> {
     cache: Cache<K>,
-    tx: broadcast::Sender<Arc<Change<K>>>,
+    feed: Arc<Fanout<K>>,
     ready: watch::Receiver<bool>,
 }
 
@@ -146,7 +148,7 @@ impl<K> Clone for Informer<K> {
     fn clone(&self) -> Self {
         Self {
             cache: self.cache.clone(),
-            tx: self.tx.clone(),
+            feed: self.feed.clone(),
             ready: self.ready.clone(),
         }
     }
@@ -158,15 +160,14 @@ where
 {
     /// Starts watching `api` until `shutdown`.
     pub fn spawn(api: Api<K>, config: watcher::Config, shutdown: CancellationToken) -> Self {
-        let (tx, _) = broadcast::channel(4096);
         let (ready_tx, ready) = watch::channel(false);
         let informer = Self {
             cache: Cache::default(),
-            tx,
+            feed: Arc::default(),
             ready,
         };
         let cache = informer.cache.clone();
-        let tx = informer.tx.clone();
+        let feed = informer.feed.clone();
         let kind = std::any::type_name::<K>();
         tokio::spawn(async move {
             let mut stream = watcher(api, config).default_backoff().boxed();
@@ -182,7 +183,7 @@ where
                         tracing::warn!(kind, error = %e, "watch failed; retrying with back-off")
                     }
                     Some(Ok(ev)) => {
-                        apply_event(&cache, &tx, &mut relist, ev, &ready_tx);
+                        apply_event(&cache, &feed, &mut relist, ev, &ready_tx);
                     }
                 }
             }
@@ -193,14 +194,12 @@ where
 
 fn apply_event<K: Resource>(
     cache: &Cache<K>,
-    tx: &broadcast::Sender<Arc<Change<K>>>,
+    feed: &Fanout<K>,
     relist: &mut Option<HashMap<ObjectKey, Arc<K>>>,
     ev: watcher::Event<K>,
     ready: &watch::Sender<bool>,
 ) {
-    let send = |c: Change<K>| {
-        let _ = tx.send(Arc::new(c));
-    };
+    let send = |c: Change<K>| feed.send(Arc::new(c));
     match ev {
         watcher::Event::Apply(obj) => {
             let new = Arc::new(obj);
@@ -252,8 +251,8 @@ impl<K> Informer<K> {
     }
 
     /// A feed of the changes from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change<K>>> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> Subscription<K> {
+        self.feed.subscribe()
     }
 
     /// Waits until the first full list has been cached (or `shutdown`).
@@ -266,7 +265,7 @@ impl<K> Informer<K> {
     }
 
     /// Maps every change to keys and adds them to `queue` until `shutdown`.
-    /// A lagging subscriber gets `Change::Resync`.
+    /// A subscriber that stopped draining gets `Change::Resync` (`feed.rs`).
     pub fn feed<T, F>(&self, queue: WorkQueue<T>, shutdown: CancellationToken, map: F)
     where
         K: Send + Sync + 'static,
@@ -280,11 +279,8 @@ impl<K> Informer<K> {
                     _ = shutdown.cancelled() => return,
                     c = rx.recv() => c,
                 };
-                let keys = match change {
-                    Ok(c) => map(&c),
-                    Err(broadcast::error::RecvError::Lagged(_)) => map(&Change::Resync),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
+                let Some(change) = change else { return };
+                let keys = map(&change);
                 for k in keys {
                     queue.add(k);
                 }

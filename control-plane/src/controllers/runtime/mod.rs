@@ -4,6 +4,7 @@
 //! leader election. No controller logic lives here.
 
 pub mod events;
+pub mod feed;
 pub mod informer;
 pub mod key;
 pub mod leader;
@@ -12,6 +13,7 @@ pub mod selector;
 pub mod worker;
 
 pub use events::EventRecorder;
+pub use feed::Subscription;
 pub use informer::{Cache, Change, Informer, changed_keys, owner_keys, watch_config};
 pub use key::ObjectKey;
 pub use leader::{LeaseConfig, run_elected};
