@@ -24,6 +24,7 @@ pub mod job_indexes;
 pub mod job_plan;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod per_namespace;
 pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;

@@ -13,8 +13,8 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
-use super::{ControllerError, Ctx, Started, ignore_conflict};
+use super::runtime::{Action, ObjectKey};
+use super::{ControllerError, Ctx, Started, ignore_conflict, per_namespace};
 
 /// The published ConfigMap's name.
 pub const CONFIG_MAP: &str = "kube-root-ca.crt";
@@ -23,29 +23,15 @@ const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the k
 
 /// Subscribes the publisher to namespaces and the published ConfigMaps.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
-    let queue = WorkQueue::default();
-    let cache = ctx.namespaces.cache().clone();
-    ctx.namespaces
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
-    let cache = ctx.namespaces.cache().clone();
-    ctx.root_ca_config_maps
-        .feed(queue.clone(), shutdown.clone(), move |c| match c {
-            Change::Upsert { new: cm, .. } | Change::Delete(cm) if cm.name_any() == CONFIG_MAP => {
-                vec![ObjectKey::cluster(cm.namespace().unwrap_or_default())]
-            }
-            Change::Resync => cache.keys(),
-            _ => Vec::new(),
-        });
-    let (ctx, sd) = (ctx.clone(), shutdown.clone());
-    Started::new(async move {
-        for k in ctx.namespaces.cache().keys() {
-            queue.add(k);
-        }
-        let workers = ctx.config.workers;
-        run_workers("root-ca-publisher", queue, workers, ctx, reconcile, sd).await
-    })
+    let concerns = |cm: &ConfigMap, _deleted: bool| cm.name_any() == CONFIG_MAP;
+    per_namespace::start(
+        ctx,
+        shutdown,
+        "root-ca-publisher",
+        &ctx.root_ca_config_maps,
+        concerns,
+        reconcile,
+    )
 }
 
 /// The ConfigMap's data for `ca_pem`.

@@ -8,34 +8,20 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
-use super::{ControllerError, Ctx, Started, ignore_conflict};
+use super::runtime::{Action, ObjectKey};
+use super::{ControllerError, Ctx, Started, ignore_conflict, per_namespace};
 
-/// Subscribes the controller to namespaces and ServiceAccounts.
+/// Subscribes the controller to namespaces and deleted `default` ServiceAccounts.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
-    let queue = WorkQueue::default();
-    let cache = ctx.namespaces.cache().clone();
-    ctx.namespaces
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
-    let cache = ctx.namespaces.cache().clone();
-    ctx.service_accounts
-        .feed(queue.clone(), shutdown.clone(), move |c| match c {
-            Change::Delete(sa) if sa.name_any() == "default" => {
-                vec![ObjectKey::cluster(sa.namespace().unwrap_or_default())]
-            }
-            Change::Resync => cache.keys(),
-            _ => Vec::new(),
-        });
-    let (ctx, sd) = (ctx.clone(), shutdown.clone());
-    Started::new(async move {
-        for k in ctx.namespaces.cache().keys() {
-            queue.add(k);
-        }
-        let workers = ctx.config.workers;
-        run_workers("serviceaccount", queue, workers, ctx, reconcile, sd).await
-    })
+    let concerns = |sa: &ServiceAccount, deleted: bool| deleted && sa.name_any() == "default";
+    per_namespace::start(
+        ctx,
+        shutdown,
+        "serviceaccount",
+        &ctx.service_accounts,
+        concerns,
+        reconcile,
+    )
 }
 
 /// Ensures the `default` ServiceAccount of one namespace.
