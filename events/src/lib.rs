@@ -15,9 +15,9 @@ mod correlator;
 mod rate;
 mod sink;
 
-pub use correlator::{COMBINED_PREFIX, Correlator, Outcome, unique_name};
-pub use rate::TokenBucket;
 pub use sink::{Limits, Recorder};
+
+use correlator::unique_name;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};

@@ -48,6 +48,7 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Event>,
+    /// Events dropped because the queue was full (logged at powers of two).
     dropped: Arc<AtomicU64>,
 }
 
@@ -55,9 +56,11 @@ impl Recorder {
     /// Starts the writing task (on the current tokio runtime).
     pub fn start(client: kube::Client, limits: Limits) -> Recorder {
         let (tx, rx) = mpsc::channel(limits.queue.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_events(client, rx, limits, dropped.clone()));
-        Recorder { tx, dropped }
+        tokio::spawn(write_events(client, rx, limits));
+        Recorder {
+            tx,
+            dropped: Arc::default(),
+        }
     }
 
     /// A recorder that drops everything (tests).
@@ -77,26 +80,15 @@ impl Recorder {
             }
         }
     }
-
-    /// Events dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
-async fn write_events(
-    client: kube::Client,
-    mut rx: mpsc::Receiver<Event>,
-    limits: Limits,
-    dropped: Arc<AtomicU64>,
-) {
+async fn write_events(client: kube::Client, mut rx: mpsc::Receiver<Event>, limits: Limits) {
     let mut correlator = Correlator::default();
     let mut bucket = (limits.qps > 0.0)
         .then(|| TokenBucket::new(limits.qps, f64::from(limits.burst.max(1)), Instant::now()));
     while let Some(event) = rx.recv().await {
         let outcome = correlator.correlate(event, Instant::now(), Timestamp::now());
         if outcome == Outcome::Drop {
-            dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         if let Some(bucket) = bucket.as_mut() {
