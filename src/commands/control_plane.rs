@@ -119,7 +119,7 @@ pub async fn start(
     let kubeconfig_path = options.data_dir.join("kubeconfig.yaml");
     write_private(&kubeconfig_path, api.admin_kubeconfig.as_bytes())
         .with_context(|| format!("cannot write {}", kubeconfig_path.display()))?;
-    let client = client_from_kubeconfig(&api.admin_kubeconfig).await?;
+    let client = in_process_client(&api.admin_kubeconfig, api.local.clone()).await?;
 
     let mut tasks = JoinSet::new();
     {
@@ -245,14 +245,8 @@ const CLIENT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// [`CLIENT_MAX_IN_FLIGHT`] requests (so connections) in flight.
 pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> {
     use kube::client::ConfigExt as _;
-    use kube::client::retry::RetryPolicy;
-    use tower::ServiceBuilder;
-    use tower::retry::RetryLayer;
 
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).context("invalid kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .context("unusable kubeconfig")?;
+    let config = config_from_kubeconfig(yaml).await?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -263,6 +257,45 @@ pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> 
         .pool_idle_timeout(CLIENT_IDLE_TIMEOUT)
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .build(https);
+    client_over(&config, hyper)
+}
+
+/// A kube-rs client of this process's own API server, for the components
+/// `skiff up` and `skiff server` run next to it: the same request stack and
+/// credentials as [`client_from_kubeconfig`], but each request is handed to
+/// the API router in-process instead of crossing a loopback TLS connection
+/// (authentication, authorization, admission and audit still apply).
+pub async fn in_process_client(yaml: &str, api: api::LocalApi) -> anyhow::Result<kube::Client> {
+    let config = config_from_kubeconfig(yaml).await?;
+    client_over(&config, api)
+}
+
+async fn config_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Config> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).context("invalid kubeconfig")?;
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("unusable kubeconfig")
+}
+
+/// kube-rs's request stack over `transport`, with at most
+/// [`CLIENT_MAX_IN_FLIGHT`] requests in flight.
+fn client_over<T, B>(config: &kube::Config, transport: T) -> anyhow::Result<kube::Client>
+where
+    T: tower::Service<http::Request<kube::client::Body>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    T::Future: Send + 'static,
+    T::Error: Into<tower::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    use kube::client::ConfigExt as _;
+    use kube::client::retry::RetryPolicy;
+    use tower::ServiceBuilder;
+    use tower::retry::RetryLayer;
+
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(
@@ -275,9 +308,9 @@ pub async fn client_from_kubeconfig(yaml: &str) -> anyhow::Result<kube::Client> 
         .layer(super::request_limit::RequestLimitLayer::new(
             CLIENT_MAX_IN_FLIGHT,
         ))
-        .map_err(tower::BoxError::from)
-        .service(hyper);
-    Ok(kube::Client::new(service, config.default_namespace))
+        .map_err(Into::<tower::BoxError>::into)
+        .service(transport);
+    Ok(kube::Client::new(service, config.default_namespace.clone()))
 }
 
 /// Writes a file only its owner can read (it holds credentials).

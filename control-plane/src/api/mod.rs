@@ -20,6 +20,7 @@ mod discovery;
 mod encryption;
 mod handlers;
 mod lifecycle;
+mod local;
 mod meta;
 mod metrics;
 mod objects;
@@ -41,5 +42,6 @@ mod watch;
 mod watch_decoded;
 
 pub use error::{ApiError, StatusCause};
+pub use local::LocalApi;
 pub use request::{RequestAttributes, UserInfo};
 pub use server::{ApiConfig, ApiHandle, start};

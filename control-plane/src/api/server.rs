@@ -27,6 +27,7 @@ use super::audit::{self, AuditLog};
 use super::auth::{Authenticator, Authorizer};
 use super::encryption::Encryption;
 use super::error::ApiError;
+use super::local::LocalApi;
 use super::objects::ObjectStore;
 use super::pipeline::{self, ClientCert, PeerAddr};
 use super::state::{ApiState, SharedState, http_client};
@@ -63,6 +64,8 @@ pub struct ApiHandle {
     pub ca_cert_pem: String,
     /// The cluster credentials (for components that issue tokens or certificates).
     pub credentials: ClusterCredentials,
+    /// The same API for clients in this process, without the socket.
+    pub local: LocalApi,
     task: JoinHandle<()>,
 }
 
@@ -121,6 +124,7 @@ pub async fn start(config: ApiConfig, store: Store) -> Result<ApiHandle, ApiErro
     bootstrap::ensure_defaults(&state, local_addr).await;
     let router = router(state.clone(), store.router()).merge(join_routes(credentials.clone()));
     let tls = tokio_rustls::TlsAcceptor::from(credentials.server_tls_config());
+    let local = LocalApi::new(router.clone());
     let serving = serve(listener, tls, router, config.shutdown.clone());
     let task = tokio::spawn(async move {
         serving.await;
@@ -133,6 +137,7 @@ pub async fn start(config: ApiConfig, store: Store) -> Result<ApiHandle, ApiErro
         ca_cert_pem: credentials.ca_cert_pem().to_string(),
         url,
         credentials,
+        local,
         task,
     })
 }
