@@ -28,7 +28,11 @@ if ! command -v wrk >/dev/null; then
     $sudo_cmd apt-get install -y wrk >&2 || { $sudo_cmd apt-get update >&2 && $sudo_cmd apt-get install -y wrk >&2; }
 fi
 
-cargo build --release --locked -q --bin skiff -p skiff-bench
+# Two builds, the harness first: one build of both would unify their
+# features, and the skiff binary would differ from the one scripts/up.sh
+# builds (other symbol names, so build/symbol-order.txt would not apply).
+cargo build --release --locked -q -p skiff-bench
+cargo build --release --locked -q --bin skiff
 bench=target/release/skiff-bench
 echo "<!-- $(date -u +%FT%TZ), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg) -->"
 
