@@ -5,8 +5,11 @@
 //! proposals are in flight goes into the next Raft entry as one
 //! `Command::Batch`: one append, one fsync, one replication round for all
 //! of them. Each transaction of a batch still gets its own revision and its
-//! own outcome, exactly as if it had been proposed alone.
+//! own outcome, exactly as if it had been proposed alone. A write that finds
+//! nothing queued and an entry slot free is proposed from its own task (a
+//! lone client's writes skip the hand-offs to the batching task and back).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -29,14 +32,77 @@ pub(super) struct Pending {
     pub reply: oneshot::Sender<Result<TxnOutcome, StoreError>>,
 }
 
-pub(super) type BatchQueue = mpsc::UnboundedSender<Pending>;
+/// Where a store's writes go to be proposed.
+pub(super) struct Batcher {
+    queue: mpsc::UnboundedSender<Pending>,
+    /// Writes sent to `queue` and not yet taken by the batching task.
+    queued: Arc<AtomicUsize>,
+    /// Raft entries in flight, shared by the batching task and the fast path.
+    slots: Arc<Semaphore>,
+}
+
+/// What the batching task reads: [`spawn`] takes it.
+pub(super) struct BatchQueue {
+    queue: mpsc::UnboundedReceiver<Pending>,
+    queued: Arc<AtomicUsize>,
+    slots: Arc<Semaphore>,
+}
+
+/// A batcher and the queue its task drains.
+pub(super) fn channel() -> (Batcher, BatchQueue) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let batcher = Batcher {
+        queue: tx,
+        queued: queued.clone(),
+        slots: slots.clone(),
+    };
+    (
+        batcher,
+        BatchQueue {
+            queue: rx,
+            queued,
+            slots,
+        },
+    )
+}
+
+impl Batcher {
+    /// Commits `txn`: at once when nothing waits and an entry slot is free,
+    /// else in the next batch.
+    pub(super) async fn write(&self, store: &Store, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            let result = store
+                .propose(Command::Txn(txn))
+                .await
+                .and_then(|outcomes| single(outcomes, 1));
+            drop(slot);
+            return result;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(Pending { txn, reply }).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Shutdown);
+        }
+        answer.await.map_err(|_| StoreError::Shutdown)?
+    }
+}
 
 /// Starts the batching task of the store behind `inner`; it ends when the
 /// store is dropped (the queue closes).
-pub(super) fn spawn(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+pub(super) fn spawn(inner: Weak<Inner>, queue: BatchQueue) {
+    let BatchQueue {
+        mut queue,
+        queued,
+        slots,
+    } = queue;
     tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         while let Some(first) = queue.recv().await {
+            queued.fetch_sub(1, Ordering::AcqRel);
             // Wait for a free slot before gathering, so the batch grows while
             // the previous entries are being written.
             let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -47,6 +113,7 @@ pub(super) fn spawn(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Pendi
             while batch.len() < MAX_TXNS && bytes < MAX_BYTES {
                 match queue.try_recv() {
                     Ok(next) => {
+                        queued.fetch_sub(1, Ordering::AcqRel);
                         bytes += payload_bytes(&next.txn);
                         batch.push(next);
                     }

@@ -2,8 +2,11 @@
 //! an in-memory tail that readers see at once and queues them for a single
 //! writer thread, which writes everything queued so far in ONE redb
 //! transaction and fsync, then acknowledges every append of the batch. Vote,
-//! committed id, truncation and purge go through the same queue, so all
-//! writes reach disk in the order Raft issued them. A purge (thousands of
+//! truncation and purge go through the same queue, so all
+//! writes reach disk in the order Raft issued them, except the committed id:
+//! it is not queued but left for the writer to put into its next batch, so a
+//! commit costs no transaction of its own (one per write on every member
+//! before, each queued in front of the next append). A purge (thousands of
 //! entries after each snapshot) is carried out a chunk per batch, so it never
 //! holds up the appends queued behind it.
 
@@ -63,8 +66,20 @@ struct Tail {
 
 struct Shared {
     tail: Mutex<Tail>,
+    /// The committed id (encoded) not yet written; see [`PendingCommitted`].
+    committed: PendingCommitted,
     writer: Mutex<Option<std_mpsc::Sender<WriteOp>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The latest committed id `save_committed` was given, waiting for the
+/// writer's next transaction. It needs no fsync of its own: openraft
+/// re-derives the committed id after a crash, and an older one only means
+/// re-applying entries that are in the log anyway.
+type PendingCommitted = Arc<Mutex<Option<Vec<u8>>>>;
+
+fn take_pending(pending: &PendingCommitted) -> Option<Vec<u8>> {
+    pending.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 /// The redb-backed Raft log; clones share the same log.
@@ -123,13 +138,16 @@ impl LogStore {
             tail.entries = tail.entries.split_off(&(purged.index + 1));
         }
         let (tx, rx) = std_mpsc::channel();
+        let committed = PendingCommitted::default();
+        let pending = committed.clone();
         let thread = std::thread::Builder::new()
             .name("store-log-writer".into())
-            .spawn(move || writer_loop(db, rx, purge))
+            .spawn(move || writer_loop(db, rx, purge, pending))
             .map_err(|e| storage(&e))?;
         Ok(LogStore {
             shared: Arc::new(Shared {
                 tail: Mutex::new(tail),
+                committed,
                 writer: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
             }),
@@ -216,20 +234,28 @@ struct PurgeChunk {
 }
 
 /// Writes queued operations in batches: one transaction, one fsync per batch.
-fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>, mut purge: PurgeProgress) {
+fn writer_loop(
+    db: Database,
+    rx: std_mpsc::Receiver<WriteOp>,
+    mut purge: PurgeProgress,
+    pending: PendingCommitted,
+) {
     loop {
         let first = if purge.pending() {
             match rx.recv_timeout(PURGE_IDLE) {
                 Ok(op) => Some(op),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => None,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
         } else {
             match rx.recv() {
                 Ok(op) => Some(op),
-                Err(_) => return,
+                Err(_) => break,
             }
         };
+        // Taken before the queue is drained: every entry this id covers was
+        // queued before it was set, so it is in this batch or an earlier one.
+        let mut committed = take_pending(&pending);
         let mut batch: Vec<WriteOp> = first.into_iter().collect();
         while !batch.is_empty() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -237,12 +263,20 @@ fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>, mut purge: PurgePr
                 Err(_) => break,
             }
         }
+        if batch.len() >= MAX_BATCH
+            && let Some(bytes) = committed.take()
+        {
+            // The queue was not drained: leave the id for the next batch.
+            let mut slot = pending.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(bytes);
+        }
         for op in &batch {
             if let WriteOp::Purge(upto) = op {
                 purge.target = purge.target.max(Some(*upto));
             }
         }
-        let result = write_batch(&db, &batch, purge.next_chunk()).map_err(|e| e.to_string());
+        let result = write_batch(&db, &batch, committed.as_deref(), purge.next_chunk())
+            .map_err(|e| e.to_string());
         let result = match result {
             Ok(next) => {
                 purge.next = next.unwrap_or(purge.next);
@@ -268,6 +302,21 @@ fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>, mut purge: PurgePr
             return;
         }
     }
+    // Closed: keep the last committed id for the next start.
+    if let Some(bytes) = take_pending(&pending)
+        && let Err(e) = write_committed(&db, &bytes)
+    {
+        tracing::warn!(error = %e, "cannot record the committed id at close");
+    }
+}
+
+// redb::Error is large; it is returned once, at close.
+#[allow(clippy::result_large_err)]
+fn write_committed(db: &Database, bytes: &[u8]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert("committed", bytes)?;
+    txn.commit()?;
+    Ok(())
 }
 
 // redb::Error is large; batches fail rarely and are not on a hot error path.
@@ -275,11 +324,12 @@ fn writer_loop(db: Database, rx: std_mpsc::Receiver<WriteOp>, mut purge: PurgePr
 fn write_batch(
     db: &Database,
     batch: &[WriteOp],
+    committed: Option<&[u8]>,
     purge: Option<PurgeChunk>,
 ) -> Result<Option<u64>, redb::Error> {
     let mut txn = db.begin_write()?;
     if !batch.iter().any(WriteOp::needs_fsync) {
-        // Only the committed id or a purge: neither needs to survive a crash
+        // Only the committed id, a purge or purged id: none needs to survive a crash
         // (openraft re-derives the committed id; a purge lost is a longer log),
         // so no fsync. The next durable commit persists these too, in order.
         txn.set_durability(redb::Durability::None);
@@ -295,6 +345,9 @@ fn write_batch(
             // target can appear any more.
             let lowest = log.first()?.map(|(index, _)| index.value());
             purged_to = Some(lowest.map_or(chunk.target + 1, |i| i.max(chunk.last + 1)));
+        }
+        if let Some(bytes) = committed {
+            meta.insert("committed", bytes)?;
         }
         for op in batch {
             match op {
@@ -364,7 +417,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes = encode(&committed).map_err(io_err)?;
         self.tail().committed = committed;
-        self.send(WriteOp::Meta("committed", bytes, None))
+        *self
+            .shared
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

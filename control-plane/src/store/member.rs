@@ -120,7 +120,7 @@ impl Store {
         let raft = Raft::new(config.node_id, raft_config, network, log, sm)
             .await
             .map_err(|e| StoreError::Storage(format!("starting raft: {e}")))?;
-        let (batch_queue, batch_queue_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (batcher, batch_queue) = super::batcher::channel();
         let store = Store {
             inner: Arc::new(Inner {
                 raft,
@@ -131,10 +131,10 @@ impl Store {
                 config,
                 options,
                 shutdown: CancellationToken::new(),
-                batch_queue,
+                batcher,
             }),
         };
-        super::batcher::spawn(Arc::downgrade(&store.inner), batch_queue_rx);
+        super::batcher::spawn(Arc::downgrade(&store.inner), batch_queue);
         let fresh = !store
             .inner
             .raft

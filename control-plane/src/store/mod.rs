@@ -59,8 +59,8 @@ struct Inner {
     config: StoreConfig,
     options: StoreOptions,
     shutdown: CancellationToken,
-    /// Writes waiting to be proposed together (see `batcher`).
-    batch_queue: batcher::BatchQueue,
+    /// Where writes go to be proposed, alone or together (see `batcher`).
+    batcher: batcher::Batcher,
 }
 
 impl StoreConfig {
@@ -293,12 +293,7 @@ impl Store {
 
     /// Commits a transaction through Raft (forwarded to the leader when needed).
     async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.inner
-            .batch_queue
-            .send(batcher::Pending { txn, reply })
-            .map_err(|_| StoreError::Shutdown)?;
-        answer.await.map_err(|_| StoreError::Shutdown)?
+        self.inner.batcher.write(self, txn).await
     }
 
     /// Commits a command through Raft (forwarded to the leader when needed).
