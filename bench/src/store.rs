@@ -148,6 +148,21 @@ async fn bench_etcd(
     .await)
 }
 
+/// The client URL of the etcd member that leads the cluster of `endpoints`.
+async fn etcd_leader(endpoints: &[String]) -> anyhow::Result<String> {
+    for endpoint in endpoints {
+        let mut client = etcd_client::Client::connect([endpoint], None)
+            .await
+            .with_context(|| format!("connecting to etcd at {endpoint}"))?;
+        let status = client.status().await.context("etcd status")?;
+        let member = status.header().map(|h| h.member_id());
+        if member == Some(status.leader()) {
+            return Ok(endpoint.clone());
+        }
+    }
+    anyhow::bail!("no etcd member of {endpoints:?} is the leader")
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
@@ -191,8 +206,14 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         }
     }
     if !args.etcd3.is_empty() {
+        // skiff's clients write to its leader; etcd's do too, as a client
+        // that knows the leader would (through a follower, a put is
+        // forwarded: one more round trip).
+        let leader = etcd_leader(&args.etcd3).await?;
+        eprintln!("etcd 3-member leader: {leader}");
         for &clients in &args.clients {
-            let stats = bench_etcd(&args.etcd3, &args, clients, value.clone()).await?;
+            let stats =
+                bench_etcd(std::slice::from_ref(&leader), &args, clients, value.clone()).await?;
             eprintln!("etcd 3-member, {clients} clients: {stats:?}");
             rows.push(("etcd 3.4, 3 members".into(), clients, stats));
         }

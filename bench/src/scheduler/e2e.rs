@@ -1,7 +1,9 @@
 //! `skiff-bench scheduler e2e`: pods bound per second end to end. In this
 //! process: a single-member store (fsync on), the API server (TLS, admin
 //! token) and the real scheduler loop (`scheduler::run` with the default
-//! config), all kube-rs clients of the API. N hollow Nodes are registered
+//! config). The scheduler calls the API in-process (`api::LocalApi`), as in
+//! `skiff up` and `skiff server`; the creating clients and the watch are
+//! kube-rs clients over HTTPS. N hollow Nodes are registered
 //! (Ready, capacity, a node agent's labels; no agent runs), then M pending
 //! pods are created as fast as several concurrent clients can, while a
 //! watch records when each pod gets `spec.nodeName`. The clock runs from
@@ -73,6 +75,22 @@ async fn post(client: &kube::Client, path: &str, body: Vec<u8>) -> anyhow::Resul
     let _ = resp.into_body().collect().await?;
     anyhow::ensure!(status.is_success(), "POST {path}: {status}");
     Ok(())
+}
+
+/// A client of the API server in this process, authenticated by the admin
+/// token, without a socket in between (what `skiff up` gives its components).
+async fn in_process_client_of(
+    kubeconfig: &str,
+    local: skiff_control_plane::api::LocalApi,
+) -> anyhow::Result<kube::Client> {
+    use kube::client::ConfigExt as _;
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let service = tower::ServiceBuilder::new()
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(local);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 async fn client_of(kubeconfig: &str) -> anyhow::Result<kube::Client> {
@@ -204,7 +222,7 @@ async fn run_once(args: &E2eArgs, dir: PathBuf) -> anyhow::Result<Run> {
     .await?;
     register_nodes(&client, args.nodes).await?;
     let sched = tokio::spawn(scheduler::run(
-        client.clone(),
+        in_process_client_of(&handle.admin_kubeconfig, handle.local.clone()).await?,
         SchedulerConfig::default(),
         shutdown.child_token(),
     ));
