@@ -2,6 +2,8 @@
 //! status` ends, `rollout undo` restores the previous template, `rollout
 //! history` lists the revisions.
 
+use std::time::Duration;
+
 use crate::harness::Cluster;
 
 const DEPLOYMENT: &str = r#"
@@ -29,6 +31,33 @@ fn rollout_status_undo_and_history() {
     cluster.kubectl_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT));
     let status = cluster.kubectl(&["rollout", "status", "deploy/worker", "--timeout", "120s"]);
     assert!(status.contains("successfully rolled out"), "{status}");
+    // What `kubectl describe` lists under Events, each from the controller
+    // that acted, as kube-controller-manager names them.
+    let sources = |kind: &str, reason: &str| {
+        cluster.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.kind={kind},reason={reason}"),
+            "-o",
+            "jsonpath={.items[*].source.component}",
+        ])
+    };
+    // Events are written in the background: poll for them.
+    let from_only = |kind: &str, reason: &str, component: &str| {
+        let seen = sources(kind, reason);
+        !seen.is_empty() && seen.split_whitespace().all(|c| c == component)
+    };
+    cluster.wait_for(
+        "SuccessfulCreate Events from the replicaset-controller",
+        Duration::from_secs(30),
+        || from_only("ReplicaSet", "SuccessfulCreate", "replicaset-controller"),
+    );
+    cluster.wait_for(
+        "ScalingReplicaSet Events from the deployment-controller",
+        Duration::from_secs(30),
+        || from_only("Deployment", "ScalingReplicaSet", "deployment-controller"),
+    );
 
     cluster.kubectl(&["set", "env", "deploy/worker", "MODE=fast"]);
     let status = cluster.kubectl(&["rollout", "status", "deploy/worker", "--timeout", "120s"]);

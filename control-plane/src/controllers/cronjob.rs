@@ -26,6 +26,9 @@ use super::runtime::events::object_ref;
 use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "cronjob-controller";
+
 /// Annotation on each Job: the fire time it was created for (RFC 3339).
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Slack added to the wait for the next fire time, so the timer never wakes just before it.
@@ -185,7 +188,8 @@ async fn sync_active(
             Some(j) => {
                 if let Some(cond) = finished(j) {
                     let msg = format!("Saw completed job: {name}, condition: {cond}");
-                    ctx.events.record(cj, "Normal", "SawCompletedJob", &msg);
+                    ctx.events(EVENT_SOURCE)
+                        .record(cj, "Normal", "SawCompletedJob", &msg);
                 }
             }
             None => match api.get_opt(&name).await? {
@@ -193,7 +197,8 @@ async fn sync_active(
                 Some(_) => {}
                 None => {
                     let msg = format!("Active job went missing: {name}");
-                    ctx.events.record(cj, "Normal", "MissingJob", &msg);
+                    ctx.events(EVENT_SOURCE)
+                        .record(cj, "Normal", "MissingJob", &msg);
                 }
             },
         }
@@ -223,7 +228,7 @@ async fn run_due(
     let (schedule, tz) = match schedule_of(&spec) {
         Ok(s) => s,
         Err((reason, msg)) => {
-            ctx.events.record(cj, "Warning", reason, &msg);
+            ctx.events(EVENT_SOURCE).record(cj, "Warning", reason, &msg);
             return Ok(None);
         }
     };
@@ -244,7 +249,8 @@ async fn run_due(
             "too many missed start times: more than {MAX_MISSED}. Set or decrease \
              .spec.startingDeadlineSeconds or check clock skew"
         );
-        ctx.events.record(cj, "Warning", "TooManyMissedTimes", &msg);
+        ctx.events(EVENT_SOURCE)
+            .record(cj, "Warning", "TooManyMissedTimes", &msg);
     }
     let name = job_name(&cj.name_any(), scheduled);
     let already = jobs.iter().any(|j| j.name_any() == name)
@@ -259,7 +265,8 @@ async fn run_due(
     match spec.concurrency_policy.as_deref() {
         Some("Forbid") if !active.is_empty() => {
             let msg = "Not starting job because prior execution is running and concurrency policy is Forbid";
-            ctx.events.record(cj, "Normal", "JobAlreadyActive", msg);
+            ctx.events(EVENT_SOURCE)
+                .record(cj, "Normal", "JobAlreadyActive", msg);
             return Ok(next);
         }
         Some("Replace") => replace_active(ctx, cj, active).await?,
@@ -278,19 +285,22 @@ async fn run_due(
                     let msg = format!(
                         "Error creating job: {name} exists and is not controlled by this CronJob"
                     );
-                    ctx.events.record(cj, "Warning", "FailedCreate", &msg);
+                    ctx.events(EVENT_SOURCE)
+                        .record(cj, "Warning", "FailedCreate", &msg);
                     return Err(ControllerError::Invalid(msg));
                 }
             }
         }
         Err(e) => {
             let msg = format!("Error creating job: {e}");
-            ctx.events.record(cj, "Warning", "FailedCreate", &msg);
+            ctx.events(EVENT_SOURCE)
+                .record(cj, "Warning", "FailedCreate", &msg);
             return Err(e.into());
         }
     };
     let msg = format!("Created job {name}");
-    ctx.events.record(cj, "Normal", "SuccessfulCreate", &msg);
+    ctx.events(EVENT_SOURCE)
+        .record(cj, "Normal", "SuccessfulCreate", &msg);
     tracing::info!(job = %name, scheduled = %scheduled, "created job");
     if running(&created) && !active.iter().any(|r| r.uid == created.uid()) {
         active.push(object_ref(&created));
@@ -318,7 +328,8 @@ async fn replace_active(
                 .map(|_| ()),
         )?;
         let msg = format!("Deleted job {name}");
-        ctx.events.record(cj, "Normal", "SuccessfulDelete", &msg);
+        ctx.events(EVENT_SOURCE)
+            .record(cj, "Normal", "SuccessfulDelete", &msg);
         active.remove(0);
     }
     Ok(())
@@ -366,7 +377,8 @@ async fn cleanup_history(
                 .cache()
                 .write_through(ObjectKey::of(&gone), Arc::new(gone));
             let msg = format!("Deleted job {name}");
-            ctx.events.record(cj, "Normal", "SuccessfulDelete", &msg);
+            ctx.events(EVENT_SOURCE)
+                .record(cj, "Normal", "SuccessfulDelete", &msg);
         }
     }
     Ok(())

@@ -37,6 +37,9 @@ use super::pods::{controlled_by, is_available, is_ready, phase};
 use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "daemonset-controller";
+
 /// Subscribes the controller to DaemonSets, their pods and revisions, and nodes.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
@@ -312,11 +315,13 @@ async fn create_pods(
                     ctx.pods
                         .cache()
                         .write_through(ObjectKey::of(&p), Arc::new(p));
-                    ctx.events.record(ds, "Normal", "SuccessfulCreate", &msg);
+                    ctx.events(EVENT_SOURCE)
+                        .record(ds, "Normal", "SuccessfulCreate", &msg);
                 }
                 Err(e) => {
                     let msg = format!("Error creating: {e}");
-                    ctx.events.record(ds, "Warning", "FailedCreate", &msg);
+                    ctx.events(EVENT_SOURCE)
+                        .record(ds, "Warning", "FailedCreate", &msg);
                     first_err.get_or_insert(e.into());
                 }
             }
@@ -360,7 +365,8 @@ async fn delete_pods(
                         .write_through(ObjectKey::of(&dying), Arc::new(dying));
                 }
                 let msg = format!("Deleted pod: {}", p.name_any());
-                ctx.events.record(ds, "Normal", "SuccessfulDelete", &msg);
+                ctx.events(EVENT_SOURCE)
+                    .record(ds, "Normal", "SuccessfulDelete", &msg);
             }
             Err(e) => {
                 first_err.get_or_insert(e);

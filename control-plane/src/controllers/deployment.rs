@@ -29,6 +29,9 @@ use super::pods::{controlled_by, is_active, owner_ref};
 use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_conflict};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "deployment-controller";
+
 /// Annotation carrying the rollout revision on Deployments and ReplicaSets.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
@@ -219,7 +222,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                     )));
                 }
             };
-            ctx.events.record(
+            ctx.events(EVENT_SOURCE).record(
                 d.as_ref(),
                 "Normal",
                 "ScalingReplicaSet",
@@ -320,7 +323,7 @@ async fn scale(ctx: &Ctx, d: &Deployment, rs: &ReplicaSet, to: i32) -> Result<()
         .await?;
     let verb = if to > from { "up" } else { "down" };
     tracing::info!(replicaset = %updated.name_any(), from, to, "scaled {verb}");
-    ctx.events.record(
+    ctx.events(EVENT_SOURCE).record(
         d,
         "Normal",
         "ScalingReplicaSet",

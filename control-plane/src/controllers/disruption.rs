@@ -35,6 +35,9 @@ use super::runtime::selector::selector_matches;
 use super::runtime::{Action, Cache, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found, scale};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "controllermanager";
+
 /// How long an evicted pod listed in `status.disruptedPods` stays
 /// unhealthy before the budget stops waiting for its deletion.
 pub const DELETION_TIMEOUT: i64 = 120;
@@ -315,7 +318,8 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                 pdb.name_any()
             );
             tracing::info!(pod = %format!("{}/{name}", key.namespace), budget = %pdb.name_any(), "evicted pod was not deleted in time; counting it again");
-            ctx.events.record(p.as_ref(), "Warning", "NotDeleted", &msg);
+            ctx.events(EVENT_SOURCE)
+                .record(p.as_ref(), "Warning", "NotDeleted", &msg);
         }
     }
     let healthy = count_healthy(&pods, &disrupted);
@@ -349,7 +353,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                 .map(super::runtime::selector::selector_to_query)
                 .unwrap_or_default()
         );
-        ctx.events
+        ctx.events(EVENT_SOURCE)
             .record(pdb.as_ref(), "Warning", "UnmanagedPods", &msg);
     }
     write_status(&ctx, &pdb, status).await?;
@@ -462,7 +466,7 @@ async fn fail_safe(
     );
     if !was_failing {
         let msg = format!("Failed to calculate the number of expected pods: {message}");
-        ctx.events
+        ctx.events(EVENT_SOURCE)
             .record(pdb, "Warning", "CalculateExpectedPodCountFailed", &msg);
     }
     write_status(ctx, pdb, status).await

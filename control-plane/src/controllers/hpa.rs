@@ -39,6 +39,9 @@ use super::runtime::selector::selector_matches;
 use super::runtime::{Action, Change, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, scale};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "horizontal-pod-autoscaler";
+
 /// Annotation holding the rescales the scaling policies still count.
 pub const SCALE_EVENTS: &str = "autoscaling.skiff.dev/scale-events";
 
@@ -506,7 +509,7 @@ async fn write_status(
         }
     }
     for (type_, reason, message) in &out.events {
-        ctx.events.record(hpa, type_, reason, message);
+        ctx.events(EVENT_SOURCE).record(hpa, type_, reason, message);
     }
     Ok(())
 }

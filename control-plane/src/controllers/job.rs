@@ -34,6 +34,9 @@ use super::pods::owner_ref;
 use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "job-controller";
+
 /// Label (and selector key) naming the Job that controls a pod, by uid.
 pub const CONTROLLER_UID: &str = "batch.kubernetes.io/controller-uid";
 /// Label naming the Job that controls a pod, by name.
@@ -198,7 +201,8 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
     let finished = finished_at(Some(&status));
     write_status(&ctx, &job, status).await?;
     for (type_, reason, message) in news {
-        ctx.events.record(job.as_ref(), type_, &reason, &message);
+        ctx.events(EVENT_SOURCE)
+            .record(job.as_ref(), type_, &reason, &message);
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -376,13 +380,14 @@ async fn create_pods(
     }
     for n in &names {
         let msg = format!("Created pod: {n}");
-        ctx.events.record(job, "Normal", "SuccessfulCreate", &msg);
+        ctx.events(EVENT_SOURCE)
+            .record(job, "Normal", "SuccessfulCreate", &msg);
     }
     if !names.is_empty() {
         tracing::info!(created = names.len(), "created pods");
     }
     if let Some(e) = &first_err {
-        ctx.events.record(
+        ctx.events(EVENT_SOURCE).record(
             job,
             "Warning",
             "FailedCreate",
@@ -423,7 +428,8 @@ async fn delete_pods(ctx: &Ctx, job: &Job, pods: &[Arc<Pod>]) -> (usize, Option<
     }
     join_all(gone.iter().map(|n| async move {
         let msg = format!("Deleted pod: {n}");
-        ctx.events.record(job, "Normal", "SuccessfulDelete", &msg)
+        ctx.events(EVENT_SOURCE)
+            .record(job, "Normal", "SuccessfulDelete", &msg)
     }))
     .await;
     tracing::info!(deleted = gone.len(), "deleted pods");

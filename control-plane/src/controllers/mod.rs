@@ -112,7 +112,7 @@ impl Default for ControllersConfig {
 pub struct Ctx {
     pub client: Client,
     pub config: ControllersConfig,
-    pub events: EventRecorder,
+    recorder: EventRecorder,
     pub pods: Informer<Pod>,
     pub nodes: Informer<Node>,
     pub node_leases: Informer<Lease>,
@@ -141,6 +141,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Records Events as `component` (each controller has its own name, as
+    /// in kube-controller-manager), sharing one queue and rate limit.
+    pub fn events(&self, component: &'static str) -> EventRecorder {
+        self.recorder.for_component(component)
+    }
+
     /// Starts every informer the controllers share.
     pub fn start(
         client: Client,
@@ -150,7 +156,7 @@ impl Ctx {
         let c = || client.clone();
         let sd = shutdown.clone();
         Arc::new(Self {
-            events: EventRecorder::new(c(), "controller-manager"),
+            recorder: EventRecorder::new(c(), "kube-controller-manager"),
             pods: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             nodes: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
             node_leases: Informer::spawn(

@@ -237,7 +237,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
             .replace_status(&key.name, &PostParams::default(), &next)
             .await?;
         tracing::warn!(node = %key.name, "node stopped heartbeating; marked Unknown");
-        ctx.events.record(
+        ctx.events("node-controller").record(
             &written,
             "Normal",
             "NodeNotReady",
@@ -315,7 +315,7 @@ async fn evict(ctx: &Ctx, node: &Node, now: Timestamp) -> Result<Option<i64>, Co
             DeleteParams::default()
         };
         tracing::info!(pod = %format!("{ns}/{}", p.name_any()), node = %name, "evicting pod from tainted node");
-        ctx.events.record(
+        ctx.events("taint-eviction-controller").record(
             p.as_ref(),
             "Normal",
             "TaintManagerEviction",

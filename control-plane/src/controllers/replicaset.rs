@@ -23,6 +23,9 @@ use super::runtime::selector::selector_matches;
 use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "replicaset-controller";
+
 /// Most pods created or deleted in one reconcile.
 const BURST: usize = 500;
 
@@ -100,9 +103,12 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
         let pp = PostParams::default();
         let results = join_all((0..n).map(|_| api.create(&pp, &pod))).await;
         let mut first_err = None;
+        let events = ctx.events(EVENT_SOURCE);
         for r in results {
             match r {
                 Ok(p) => {
+                    let msg = format!("Created pod: {}", p.name_any());
+                    events.record(rs.as_ref(), "Normal", "SuccessfulCreate", &msg);
                     let p = Arc::new(p);
                     ctx.pods
                         .cache()
@@ -115,7 +121,7 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
             }
         }
         if let Some(e) = first_err {
-            ctx.events.record(
+            events.record(
                 rs.as_ref(),
                 "Warning",
                 "FailedCreate",
@@ -137,6 +143,13 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
         for (p, r) in doomed.iter().zip(results) {
             match ignore_not_found(r.map(|_| ())) {
                 Ok(_) => {
+                    let msg = format!("Deleted pod: {}", p.name_any());
+                    ctx.events(EVENT_SOURCE).record(
+                        rs.as_ref(),
+                        "Normal",
+                        "SuccessfulDelete",
+                        &msg,
+                    );
                     let mut gone = (**p).clone();
                     gone.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
                     ctx.pods

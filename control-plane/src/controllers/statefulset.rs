@@ -33,6 +33,9 @@ use super::statefulset_plan::{
 };
 use super::{ControllerError, Ctx, Started, ignore_conflict, ignore_not_found};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "statefulset-controller";
+
 /// Subscribes the controller to StatefulSets, their pods and revisions.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
@@ -253,14 +256,16 @@ async fn apply(
                     ctx.pods
                         .cache()
                         .write_through(ObjectKey::of(&p), Arc::new(p));
-                    ctx.events.record(set, "Normal", "SuccessfulCreate", &msg);
+                    ctx.events(EVENT_SOURCE)
+                        .record(set, "Normal", "SuccessfulCreate", &msg);
                 }
                 Err(e) => {
                     let msg = format!(
                         "create Pod {} in StatefulSet {name} failed error: {e}",
                         pod_name(&name, ordinal)
                     );
-                    ctx.events.record(set, "Warning", "FailedCreate", &msg);
+                    ctx.events(EVENT_SOURCE)
+                        .record(set, "Warning", "FailedCreate", &msg);
                     return Err(e.into());
                 }
             }
@@ -318,7 +323,8 @@ async fn ensure_claims(
                     pod_name(&set.name_any(), ordinal),
                     set.name_any()
                 );
-                ctx.events.record(set, "Normal", "SuccessfulCreate", &msg);
+                ctx.events(EVENT_SOURCE)
+                    .record(set, "Normal", "SuccessfulCreate", &msg);
             }
         }
     }
@@ -373,7 +379,8 @@ async fn delete_pod(
         pod.name_any(),
         set.name_any()
     );
-    ctx.events.record(set, "Normal", "SuccessfulDelete", &msg);
+    ctx.events(EVENT_SOURCE)
+        .record(set, "Normal", "SuccessfulDelete", &msg);
     Ok(())
 }
 

@@ -33,6 +33,9 @@ use super::volume_match::{
 use super::volume_reclaim::{set_volume_phase, sync_volume, volumes};
 use super::{ControllerError, Ctx, Started, ignore_conflict, ignore_not_found};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "persistentvolume-controller";
+
 /// Set on a claim once both sides of its binding are written.
 pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
 /// Set on whichever side the controller (not the user) bound.
@@ -226,7 +229,8 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<Action, 
             None => bind(ctx, claim, &pv).await,
             Some(why) => {
                 let msg = format!("Cannot bind to requested volume {pv_name:?}: {why}");
-                ctx.events.record(claim, "Warning", "VolumeMismatch", &msg);
+                ctx.events(EVENT_SOURCE)
+                    .record(claim, "Warning", "VolumeMismatch", &msg);
                 Ok(Action::AwaitChange)
             }
         },
@@ -241,7 +245,8 @@ async fn sync_claim(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<Action, 
                 .await?;
             } else {
                 let msg = format!("volume {pv_name:?} already bound to a different claim.");
-                ctx.events.record(claim, "Warning", "FailedBinding", &msg);
+                ctx.events(EVENT_SOURCE)
+                    .record(claim, "Warning", "FailedBinding", &msg);
             }
             Ok(Action::AwaitChange)
         }
@@ -285,13 +290,13 @@ async fn sync_unbound(ctx: &Ctx, claim: &PersistentVolumeClaim) -> Result<Action
         }
         (Some(_), Some(_)) => {
             let msg = "the local-path provisioner cannot honour a claim's selector";
-            ctx.events
+            ctx.events(EVENT_SOURCE)
                 .record(claim, "Warning", "ProvisioningFailed", msg);
             Ok(Action::AwaitChange)
         }
         (Some(_), None) if !wait => {
             let msg = "the local-path provisioner needs a node: use volumeBindingMode WaitForFirstConsumer";
-            ctx.events
+            ctx.events(EVENT_SOURCE)
                 .record(claim, "Warning", "ProvisioningFailed", msg);
             Ok(Action::AwaitChange)
         }
@@ -314,7 +319,7 @@ async fn provision(
                 "Successfully provisioned volume {} on node {node}",
                 made.name_any()
             );
-            ctx.events
+            ctx.events(EVENT_SOURCE)
                 .record(claim, "Normal", "ProvisioningSucceeded", &msg);
             tracing::info!(volume = %made.name_any(), node, "provisioned a local-path volume");
             made
@@ -424,6 +429,7 @@ async fn lose(
     ctx.pvcs
         .cache()
         .write_through(ObjectKey::of(&written), Arc::new(written));
-    ctx.events.record(claim, "Warning", "ClaimLost", message);
+    ctx.events(EVENT_SOURCE)
+        .record(claim, "Warning", "ClaimLost", message);
     Ok(())
 }

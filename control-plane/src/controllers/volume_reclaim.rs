@@ -21,6 +21,9 @@ use super::volume_binding::{BOUND_BY_CONTROLLER, volume_name};
 use super::volume_match::{LOCAL_PATH_PROVISIONER, PROVISIONED_BY};
 use super::{ControllerError, Ctx, ignore_not_found};
 
+/// Who this controller's Events are from (kube-controller-manager's name for it).
+const EVENT_SOURCE: &str = "persistentvolume-controller";
+
 /// The API of volumes (cluster-scoped).
 pub fn volumes(ctx: &Ctx) -> Api<PersistentVolume> {
     Api::all(ctx.client.clone())
@@ -146,7 +149,8 @@ async fn reclaim(ctx: &Ctx, pv: &PersistentVolume) -> Result<Action, ControllerE
                         .to_string(),
                 )
             };
-            ctx.events.record(&pv, "Warning", reason, &msg);
+            ctx.events(EVENT_SOURCE)
+                .record(&pv, "Warning", reason, &msg);
             set_volume_phase(ctx, &pv, "Failed", Some(&msg)).await?;
         }
         _ => {}

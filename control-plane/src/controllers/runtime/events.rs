@@ -41,6 +41,18 @@ impl EventRecorder {
         }
     }
 
+    /// A recorder sharing this one's queue and rate limit, reporting as
+    /// `component`.
+    pub fn for_component(&self, component: &str) -> EventRecorder {
+        EventRecorder {
+            recorder: self.recorder.clone(),
+            source: Source {
+                component: component.into(),
+                host: self.source.host.clone(),
+            },
+        }
+    }
+
     /// Records a Normal or Warning event about `obj`.
     pub fn record<K: Resource<DynamicType = ()>>(
         &self,
