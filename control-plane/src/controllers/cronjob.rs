@@ -23,7 +23,7 @@ use super::cron_schedule::{MAX_MISSED, Schedule};
 use super::job_plan::{COMPLETE, FAILED, condition_true};
 use super::pods::{controlled_by, owner_ref};
 use super::runtime::events::object_ref;
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, owner_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, owner_keys, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Who this controller's Events are from (kube-controller-manager's name for it).
@@ -37,11 +37,7 @@ const WAKE_SLACK: Duration = Duration::from_millis(5);
 /// Subscribes the controller to CronJobs and their Jobs.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.cron_jobs.cache().clone();
-    ctx.cron_jobs
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.cron_jobs.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.cron_jobs.cache().clone();
     ctx.jobs.feed(queue.clone(), shutdown.clone(), move |c| {
         owner_keys(c, "CronJob", &cache)

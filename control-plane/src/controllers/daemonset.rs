@@ -34,7 +34,7 @@ use super::daemonset_plan::{
 };
 use super::deployment::resolve;
 use super::pods::{controlled_by, is_available, is_ready, phase};
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, Change, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Who this controller's Events are from (kube-controller-manager's name for it).
@@ -43,11 +43,7 @@ const EVENT_SOURCE: &str = "daemonset-controller";
 /// Subscribes the controller to DaemonSets, their pods and revisions, and nodes.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.daemon_sets.cache().clone();
-    ctx.daemon_sets
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.daemon_sets.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.daemon_sets.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
         claim_keys(c, "DaemonSet", &cache, |ds: &DaemonSet, p: &Pod| {

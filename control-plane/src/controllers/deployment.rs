@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::controller_ref::{claim, claim_keys, selects};
 use super::pods::{controlled_by, is_active, owner_ref};
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_conflict};
 
 /// Who this controller's Events are from (kube-controller-manager's name for it).
@@ -43,11 +43,7 @@ pub const HASH_LABEL: &str = "pod-template-hash";
 /// Subscribes the controller to Deployments and their ReplicaSets.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.deployments.cache().clone();
-    ctx.deployments
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.deployments.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.deployments.cache().clone();
     ctx.replica_sets
         .feed(queue.clone(), shutdown.clone(), move |c| {

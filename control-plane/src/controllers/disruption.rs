@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pods::{controller_of, is_ready};
 use super::runtime::selector::selector_matches;
-use super::runtime::{Action, Cache, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, Cache, Change, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found, scale};
 
 /// Who this controller's Events are from (kube-controller-manager's name for it).
@@ -48,10 +48,7 @@ pub const DISRUPTION_ALLOWED: &str = "DisruptionAllowed";
 /// scale budgets count.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.pdbs.cache().clone();
-    ctx.pdbs.feed(queue.clone(), shutdown.clone(), move |c| {
-        changed_keys(c, &cache)
-    });
+    ctx.pdbs.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.pdbs.cache().clone();
     ctx.pods
         .feed(queue.clone(), shutdown.clone(), move |c| match c {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pods::is_ready;
 use super::runtime::selector::Labels;
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, Change, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// One pod behind a Service.
@@ -191,16 +191,8 @@ pub fn services_of_pod(ctx: &Ctx, c: &Change<Pod>) -> Vec<ObjectKey> {
 /// Subscribes the controller to Services, pods and Endpoints.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.services.cache().clone();
-    ctx.services
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
-    let cache = ctx.endpoints.cache().clone();
-    ctx.endpoints
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.services.feed_keys(queue.clone(), shutdown.clone());
+    ctx.endpoints.feed_keys(queue.clone(), shutdown.clone());
     let c2 = ctx.clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
         services_of_pod(&c2, c)

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoints::{Backend, backends, hostname_for, pod_ref, services_of_pod};
 use super::pods::owner_ref;
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, Change, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started};
 
 /// Label linking a slice to its Service.
@@ -73,11 +73,7 @@ pub fn desired_slice(svc: &Service, backends: &[Backend]) -> EndpointSlice {
 /// Subscribes the controller to Services, pods and slices.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.services.cache().clone();
-    ctx.services
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.services.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.services.cache().clone();
     ctx.endpoint_slices
         .feed(queue.clone(), shutdown.clone(), move |c| match c {

@@ -31,7 +31,7 @@ use super::job_plan::{
     finished_at, scale, set_condition, success_met, ttl_left,
 };
 use super::pods::owner_ref;
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Who this controller's Events are from (kube-controller-manager's name for it).
@@ -53,10 +53,7 @@ const MAX_GENERATE_NAME: usize = 58;
 /// Subscribes the controller to Jobs and their pods.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.jobs.cache().clone();
-    ctx.jobs.feed(queue.clone(), shutdown.clone(), move |c| {
-        changed_keys(c, &cache)
-    });
+    ctx.jobs.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.jobs.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
         claim_keys(c, "Job", &cache, |job: &Job, p: &Pod| {

@@ -11,7 +11,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// (group, version, kind, plural) of every namespaced kind, workloads first.
@@ -81,11 +81,7 @@ pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> Api
 /// Subscribes the controller to namespaces.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.namespaces.cache().clone();
-    ctx.namespaces
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.namespaces.feed_keys(queue.clone(), shutdown.clone());
     let (ctx, sd) = (ctx.clone(), shutdown.clone());
     Started::new(async move {
         for k in ctx.namespaces.cache().keys() {

@@ -22,7 +22,7 @@ use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use super::pods::is_active;
-use super::runtime::{Action, Change, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, Change, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 use crate::scheduler::plugins::taint_toleration::toleration_matches;
 
@@ -78,10 +78,7 @@ impl Heartbeats {
 /// Subscribes the controller to nodes, node leases and pods.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.nodes.cache().clone();
-    ctx.nodes.feed(queue.clone(), shutdown.clone(), move |c| {
-        changed_keys(c, &cache)
-    });
+    ctx.nodes.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.nodes.cache().clone();
     ctx.node_leases
         .feed(queue.clone(), shutdown.clone(), move |c| match c {

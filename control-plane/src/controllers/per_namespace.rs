@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kube::{Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Action, Change, Informer, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, Change, Informer, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started};
 
 /// Which changes of a watched object matter: `concerns(object, deleted)`.
@@ -31,11 +31,7 @@ where
     Fut: Future<Output = Result<Action, ControllerError>> + Send + 'static,
 {
     let queue = WorkQueue::default();
-    let cache = ctx.namespaces.cache().clone();
-    ctx.namespaces
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.namespaces.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.namespaces.cache().clone();
     let namespace_of = |o: &K| vec![ObjectKey::cluster(o.namespace().unwrap_or_default())];
     objects.feed(queue.clone(), shutdown.clone(), move |c| match c {

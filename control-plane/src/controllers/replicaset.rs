@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::controller_ref::{claim, claim_keys, selects};
 use super::pods::{deletion_rank, is_active, is_available, is_ready, owner_ref};
 use super::runtime::selector::selector_matches;
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, run_workers};
 use super::{ControllerError, Ctx, Started, ignore_not_found};
 
 /// Who this controller's Events are from (kube-controller-manager's name for it).
@@ -32,11 +32,7 @@ const BURST: usize = 500;
 /// Subscribes the controller to ReplicaSets and their pods.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.replica_sets.cache().clone();
-    ctx.replica_sets
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.replica_sets.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.replica_sets.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
         claim_keys(c, "ReplicaSet", &cache, |rs: &ReplicaSet, p: &Pod| {

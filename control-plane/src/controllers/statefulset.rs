@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::controller_ref::{claim, claim_keys, selects};
 use super::controller_revision::{self, revision_template};
 use super::pods::{controlled_by, is_available, is_ready};
-use super::runtime::{Action, ObjectKey, WorkQueue, changed_keys, run_workers};
+use super::runtime::{Action, ObjectKey, WorkQueue, run_workers};
 use super::statefulset_plan::{
     POD_INDEX, POD_NAME, Params, Revision, Step, claim_name, claim_owner, counts, deletes_claims,
     new_claims, new_pod, ordinal_of, plan, pod_name, pod_revision,
@@ -39,11 +39,7 @@ const EVENT_SOURCE: &str = "statefulset-controller";
 /// Subscribes the controller to StatefulSets, their pods and revisions.
 pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken) -> Started {
     let queue = WorkQueue::default();
-    let cache = ctx.stateful_sets.cache().clone();
-    ctx.stateful_sets
-        .feed(queue.clone(), shutdown.clone(), move |c| {
-            changed_keys(c, &cache)
-        });
+    ctx.stateful_sets.feed_keys(queue.clone(), shutdown.clone());
     let cache = ctx.stateful_sets.cache().clone();
     ctx.pods.feed(queue.clone(), shutdown.clone(), move |c| {
         claim_keys(c, "StatefulSet", &cache, is_member)

@@ -289,6 +289,18 @@ impl<K> Informer<K> {
     }
 }
 
+impl<K> Informer<K>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+{
+    /// Feeds `queue` the keys of the objects that change (every cached key
+    /// on a resync): what a controller of this kind queues for its own objects.
+    pub fn feed_keys(&self, queue: WorkQueue<ObjectKey>, shutdown: CancellationToken) {
+        let cache = self.cache().clone();
+        self.feed(queue, shutdown, move |c| changed_keys(c, &cache));
+    }
+}
+
 /// Default watcher configuration used by skiff's components.
 pub fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(290)
