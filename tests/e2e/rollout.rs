@@ -58,6 +58,18 @@ fn rollout_status_undo_and_history() {
         Duration::from_secs(30),
         || from_only("Deployment", "ScalingReplicaSet", "deployment-controller"),
     );
+    let scaled = cluster.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Deployment,reason=ScalingReplicaSet",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        scaled.contains("Scaled up replica set") && !scaled.contains("from 0 to 0"),
+        "{scaled}"
+    );
 
     cluster.kubectl(&["set", "env", "deploy/worker", "MODE=fast"]);
     let status = cluster.kubectl(&["rollout", "status", "deploy/worker", "--timeout", "120s"]);

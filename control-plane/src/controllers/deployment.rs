@@ -218,12 +218,9 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
                     )));
                 }
             };
-            ctx.events(EVENT_SOURCE).record(
-                d.as_ref(),
-                "Normal",
-                "ScalingReplicaSet",
-                &format!("Scaled up replica set {} from 0 to 0", created.name_any()),
-            );
+            // Created at 0 replicas: the scaling below records the event
+            // ("Scaled up replica set … from 0 to N"), as upstream records
+            // one only for a replica set created with replicas.
             let created = Arc::new(created);
             ctx.replica_sets
                 .cache()
