@@ -136,16 +136,12 @@ pub async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, Controll
         }))
         .await;
         let mut first_err = None;
+        let events = ctx.events(EVENT_SOURCE);
         for (p, r) in doomed.iter().zip(results) {
             match ignore_not_found(r.map(|_| ())) {
                 Ok(_) => {
                     let msg = format!("Deleted pod: {}", p.name_any());
-                    ctx.events(EVENT_SOURCE).record(
-                        rs.as_ref(),
-                        "Normal",
-                        "SuccessfulDelete",
-                        &msg,
-                    );
+                    events.record(rs.as_ref(), "Normal", "SuccessfulDelete", &msg);
                     let mut gone = (**p).clone();
                     gone.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
                     ctx.pods
