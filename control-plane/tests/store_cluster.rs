@@ -27,6 +27,8 @@ use tokio::task::JoinHandle;
 struct Net {
     addrs: Mutex<HashMap<u64, SocketAddr>>,
     cut: Mutex<HashSet<u64>>,
+    /// Operations that started and ended on a member while it was cut off.
+    tried_while_cut: AtomicU64,
     http: HttpTransport,
 }
 
@@ -181,6 +183,7 @@ async fn client(
             continue;
         };
         let key = format!("/lin/k{}", i % 4);
+        let cut_at_invoke = net.is_cut(member);
         let invoke = t0.elapsed();
         let (op, outcome) = if i.is_multiple_of(2) {
             let value = seq.fetch_add(1, Ordering::Relaxed);
@@ -222,11 +225,15 @@ async fn client(
             };
             (Op::Get { key }, outcome)
         };
+        let complete = t0.elapsed();
+        if cut_at_invoke && net.is_cut(member) {
+            net.tried_while_cut.fetch_add(1, Ordering::Relaxed);
+        }
         records.push(Record {
             member,
             op,
             invoke,
-            complete: t0.elapsed(),
+            complete,
             outcome,
         });
     }
@@ -296,6 +303,7 @@ async fn three_members_survive_faults_linearizably() {
     let net = Arc::new(Net {
         addrs: Mutex::new(HashMap::new()),
         cut: Mutex::new(HashSet::new()),
+        tried_while_cut: AtomicU64::new(0),
         http: HttpTransport::new(None).unwrap(),
     });
     let live: Live = Arc::new(Mutex::new(HashMap::new()));
@@ -352,12 +360,21 @@ async fn three_members_survive_faults_linearizably() {
     let minority = (1..=3).find(|id| *id != lead).unwrap();
     let before = live.lock().unwrap()[&lead].current_revision();
     let cut_start = t0.elapsed();
+    let tried_before = net.tried_while_cut.load(Ordering::Relaxed);
     net.cut.lock().unwrap().insert(minority);
     let lead_store = live.lock().unwrap()[&lead].clone();
     wait_until(
         "the majority commits past the log kept",
         Duration::from_secs(30),
         || lead_store.current_revision() > before + 80,
+    )
+    .await;
+    // A cut-off member's operations end only when they time out: wait for
+    // one (the probe clients pick the cut member) so the window holds one.
+    wait_until(
+        "an operation tried on the cut-off minority",
+        Duration::from_secs(10),
+        || net.tried_while_cut.load(Ordering::Relaxed) > tried_before,
     )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -368,12 +385,19 @@ async fn three_members_survive_faults_linearizably() {
     // 3. Cut off the leader; the majority elects another and carries on.
     let old = leader(&live).expect("a leader");
     let cut_start = t0.elapsed();
+    let tried_before = net.tried_while_cut.load(Ordering::Relaxed);
     net.cut.lock().unwrap().insert(old);
     wait_until("a leader in the majority", Duration::from_secs(10), || {
         let live = live.lock().unwrap();
         live.iter()
             .any(|(id, s)| *id != old && s.leader().is_some_and(|l| l != old))
     })
+    .await;
+    wait_until(
+        "an operation tried on the cut-off leader",
+        Duration::from_secs(10),
+        || net.tried_while_cut.load(Ordering::Relaxed) > tried_before,
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let cut_end = t0.elapsed();

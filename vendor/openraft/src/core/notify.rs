@@ -1,8 +1,10 @@
 use crate::core::sm;
 use crate::raft::VoteResponse;
 use crate::replication;
+use crate::LogId;
 use crate::MessageSummary;
 use crate::RaftTypeConfig;
+use crate::StorageError;
 use crate::Vote;
 
 /// A message coming from the internal components.
@@ -41,6 +43,18 @@ where C: RaftTypeConfig
 
     /// Result of executing a command sent from state machine worker.
     StateMachine { command_result: sm::CommandResult<C> },
+
+    /// skiff patch: the leader's own log IO, submitted without waiting, has been flushed.
+    ///
+    /// Until this arrives, the leader does not count its own log toward a quorum.
+    LocalLogFlushed {
+        /// The leader's vote when the IO was submitted.
+        vote: Vote<C::NodeId>,
+        /// The last log id of the flushed IO.
+        log_id: LogId<C::NodeId>,
+        /// The flush result reported by the log store.
+        result: Result<(), StorageError<C::NodeId>>,
+    },
 
     /// A tick event to wake up RaftCore to check timeout etc.
     Tick {
@@ -84,6 +98,9 @@ where C: RaftTypeConfig
             }
             Self::StateMachine { command_result } => {
                 format!("StateMachine command done: {:?}", command_result)
+            }
+            Self::LocalLogFlushed { vote, log_id, result } => {
+                format!("LocalLogFlushed: vote: {}, log_id: {}, ok: {}", vote, log_id, result.is_ok())
             }
             Self::Tick { i } => {
                 format!("Tick {}", i)

@@ -730,6 +730,40 @@ where
         Ok(())
     }
 
+    /// skiff patch: submit the leader's own entries without waiting for the flush.
+    ///
+    /// The flush result comes back to RaftCore as `Notify::LocalLogFlushed`.
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn submit_leader_append(
+        &mut self,
+        entries: Vec<C::Entry>,
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let (tx, rx) = C::AsyncRuntime::oneshot();
+        let log_io_id = LogIOId::new(vote.clone(), Some(last_log_id.clone()));
+        let callback = LogFlushed::new(log_io_id, tx);
+
+        self.log_store.append(entries, callback).await?;
+
+        let tx_notify = self.tx_notify.clone();
+        // False positive lint warning(`non-binding `let` on a future`): https://github.com/rust-lang/rust-clippy/issues/9932
+        #[allow(clippy::let_underscore_future)]
+        let _ = C::spawn(async move {
+            let result = match rx.await {
+                Ok(Ok(_log_io_id)) => Ok(()),
+                Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+                Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+            };
+            let _ = tx_notify.send(Notify::LocalLogFlushed {
+                vote,
+                log_id: last_log_id,
+                result,
+            });
+        });
+        Ok(())
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn apply_to_state_machine(
         &mut self,
@@ -1278,6 +1312,21 @@ where
                 }
             }
 
+            Notify::LocalLogFlushed { vote, log_id, result } => {
+                if let Err(error) = result {
+                    tracing::error!(error = display(&error), "leader log flush failed: {}", func_name!());
+                    return Err(Fatal::from(error));
+                }
+
+                // Count the flushed log only for the leader that submitted it. A leader that
+                // stepped down and was elected again has a greater vote.
+                if self.does_vote_match(&vote, "LocalLogFlushed") {
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(log_id));
+                    }
+                }
+            }
+
             Notify::Tick { i } => {
                 // check every timer
 
@@ -1637,12 +1686,23 @@ where
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
 
-                self.append_to_log(entries, vote, last_log_id.clone()).await?;
+                // skiff patch: a leader submits its own entries to the log store and goes on,
+                // so the Replicate commands that follow send them to the followers while the
+                // leader's fsync runs (Raft thesis 10.2.1, as etcd does). The store makes the
+                // entries readable before `append` returns; the leader counts its own log
+                // toward a quorum only when the flush is reported (`Notify::LocalLogFlushed`).
+                // A follower still flushes before it answers the AppendEntries request.
+                let is_leader_io = self.engine.leader.as_ref().is_some_and(|l| l.vote == vote);
+                if is_leader_io {
+                    self.submit_leader_append(entries, vote, last_log_id).await?;
+                } else {
+                    self.append_to_log(entries, vote, last_log_id.clone()).await?;
 
-                // The leader may have changed.
-                // But reporting to a different leader is not a problem.
-                if let Ok(mut lh) = self.engine.leader_handler() {
-                    lh.replication_handler().update_local_progress(Some(last_log_id));
+                    // The leader may have changed.
+                    // But reporting to a different leader is not a problem.
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                    }
                 }
             }
             Command::SaveVote { vote } => {
