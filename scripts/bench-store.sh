@@ -4,7 +4,8 @@
 # Installs etcd-server with apt-get if missing, starts a 1-member and a
 # 3-member etcd on 127.0.0.1 (temporary data dirs on the same disk as
 # skiff's), runs `skiff-bench store --etcd URL --etcd3 URLS`, and stops
-# them. Extra arguments go to the bench (e.g. --seconds 10). Results:
+# them. Extra arguments go to the bench (e.g. --rounds 5 for medians over
+# five interleaved rounds, --seconds 10). Results:
 # Markdown tables on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,6 +2,9 @@
 //! clients, fsync on, against a single-member and a 3-member skiff store
 //! (in this process, members talking HTTP over loopback) and against an
 //! etcd endpoint (started by `scripts/bench-store.sh`), with one harness.
+//! With `--rounds N` every target runs once per round, skiff and etcd
+//! interleaved so that a slow spell of the machine hits both, and the
+//! summary compares medians over the rounds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +31,12 @@ pub struct StoreArgs {
     /// Concurrent client counts to run.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     clients: Vec<usize>,
+    /// skiff cluster sizes to run.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    members: Vec<u64>,
+    /// Rounds of every case, skiff and etcd interleaved; the summary uses medians.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Bytes per value.
     #[arg(long, default_value_t = 1024)]
     value_size: usize,
@@ -167,62 +176,100 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// One measured case: target label, clients, round, result.
+struct Row {
+    target: String,
+    clients: usize,
+    round: usize,
+    stats: Stats,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     let mut value = vec![0u8; args.value_size];
     rand::thread_rng().fill_bytes(&mut value);
     let value = Arc::new(value);
-    let mut rows: Vec<(String, usize, Stats)> = Vec::new();
-    for members in [1u64, 3] {
+    let mut clusters = Vec::new();
+    for &members in &args.members {
         let stores =
             skiff_cluster(&args.data_dir.join(format!("skiff-{members}")), members).await?;
-        let leader = stores[0].clone();
-        for &clients in &args.clients {
-            let stats = bench_skiff(leader.clone(), &args, clients, value.clone()).await;
-            eprintln!("skiff {members}-member, {clients} clients: {stats:?}");
-            rows.push((
-                format!(
-                    "skiff, {members} member{}",
-                    if members > 1 { "s" } else { "" }
-                ),
-                clients,
-                stats,
-            ));
+        clusters.push((members, stores));
+    }
+    // skiff's clients write to its leader; etcd's do too, as a client that
+    // knows the leader would (through a follower, a put is forwarded: one
+    // more round trip).
+    let etcd3_leader = if args.etcd3.is_empty() {
+        None
+    } else {
+        let leader = etcd_leader(&args.etcd3).await?;
+        eprintln!("etcd 3-member leader: {leader}");
+        Some(leader)
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    for round in 0..args.rounds {
+        for (members, stores) in &clusters {
+            let target = format!(
+                "skiff, {members} member{}",
+                if *members > 1 { "s" } else { "" }
+            );
+            for &clients in &args.clients {
+                let stats = bench_skiff(stores[0].clone(), &args, clients, value.clone()).await;
+                eprintln!("round {round}: {target}, {clients} clients: {stats:?}");
+                rows.push(Row {
+                    target: target.clone(),
+                    clients,
+                    round,
+                    stats,
+                });
+            }
         }
+        for (target, endpoint) in [
+            ("etcd 3.4, 1 member", args.etcd.as_ref()),
+            ("etcd 3.4, 3 members", etcd3_leader.as_ref()),
+        ] {
+            let Some(endpoint) = endpoint else { continue };
+            for &clients in &args.clients {
+                let stats = bench_etcd(
+                    std::slice::from_ref(endpoint),
+                    &args,
+                    clients,
+                    value.clone(),
+                )
+                .await?;
+                eprintln!("round {round}: {target}, {clients} clients: {stats:?}");
+                rows.push(Row {
+                    target: target.into(),
+                    clients,
+                    round,
+                    stats,
+                });
+            }
+        }
+    }
+    for (_, stores) in clusters {
         for store in stores {
             store.shutdown().await;
         }
     }
-    if let Some(endpoint) = &args.etcd {
-        for &clients in &args.clients {
-            let stats = bench_etcd(
-                std::slice::from_ref(endpoint),
-                &args,
-                clients,
-                value.clone(),
-            )
-            .await?;
-            eprintln!("etcd, {clients} clients: {stats:?}");
-            rows.push(("etcd 3.4, 1 member".into(), clients, stats));
-        }
-    }
-    if !args.etcd3.is_empty() {
-        // skiff's clients write to its leader; etcd's do too, as a client
-        // that knows the leader would (through a follower, a put is
-        // forwarded: one more round trip).
-        let leader = etcd_leader(&args.etcd3).await?;
-        eprintln!("etcd 3-member leader: {leader}");
-        for &clients in &args.clients {
-            let stats =
-                bench_etcd(std::slice::from_ref(&leader), &args, clients, value.clone()).await?;
-            eprintln!("etcd 3-member, {clients} clients: {stats:?}");
-            rows.push(("etcd 3.4, 3 members".into(), clients, stats));
-        }
-    }
-    println!("| target | clients | writes | writes/s | p50 | p99 | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (target, clients, s) in &rows {
+    print_report(&args, &rows);
+    Ok(())
+}
+
+fn print_report(args: &StoreArgs, rows: &[Row]) {
+    println!("| target | clients | round | writes | writes/s | p50 | p99 | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let s = &row.stats;
         println!(
-            "| {target} | {clients} | {} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+            row.target,
+            row.clients,
+            row.round + 1,
             s.ops,
             s.per_second,
             ms(s.p50),
@@ -230,30 +277,48 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
             s.errors
         );
     }
-    let find = |prefix: &str, clients: usize| {
-        rows.iter()
-            .find(|(t, c, _)| t.starts_with(prefix) && *c == clients)
+    // Medians over the rounds: (writes/s, p99).
+    let summary = |prefix: &str, clients: usize| -> Option<(f64, Duration)> {
+        let cases: Vec<&Stats> = rows
+            .iter()
+            .filter(|r| r.target.starts_with(prefix) && r.clients == clients)
+            .map(|r| &r.stats)
+            .collect();
+        if cases.is_empty() {
+            return None;
+        }
+        let per_second = median(cases.iter().map(|s| s.per_second).collect());
+        let p99 = median(cases.iter().map(|s| s.p99.as_secs_f64()).collect());
+        Some((per_second, Duration::from_secs_f64(p99)))
     };
     for (skiff, etcd, label) in [
-        ("skiff, 1", "etcd 3.4, 1", "1-member"),
-        ("skiff, 3", "etcd 3.4, 3", "3-member"),
+        ("skiff, 1 ", "etcd 3.4, 1 ", "1 member"),
+        ("skiff, 3 ", "etcd 3.4, 3 ", "3 members"),
     ] {
-        if !args.clients.iter().any(|&c| find(etcd, c).is_some()) {
+        if !args
+            .clients
+            .iter()
+            .any(|&c| summary(skiff, c).is_some() && summary(etcd, c).is_some())
+        {
             continue;
         }
         println!();
-        println!("| clients | skiff / etcd writes/s, {label} | p99 skiff vs etcd, {label} |");
+        println!(
+            "| clients | {label}: skiff / etcd writes/s (medians of {}) | p99 skiff vs etcd (medians) |",
+            args.rounds
+        );
         println!("|---:|---:|---:|");
         for &clients in &args.clients {
-            if let (Some(ours), Some(anchor)) = (find(skiff, clients), find(etcd, clients)) {
+            if let (Some(ours), Some(anchor)) = (summary(skiff, clients), summary(etcd, clients)) {
                 println!(
-                    "| {clients} | {:.2}× | {} vs {} |",
-                    ours.2.per_second / anchor.2.per_second,
-                    ms(ours.2.p99),
-                    ms(anchor.2.p99),
+                    "| {clients} | {:.2}× ({:.0} vs {:.0}) | {} vs {} |",
+                    ours.0 / anchor.0,
+                    ours.0,
+                    anchor.0,
+                    ms(ours.1),
+                    ms(anchor.1),
                 );
             }
         }
     }
-    Ok(())
 }
