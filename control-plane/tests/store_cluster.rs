@@ -130,6 +130,18 @@ async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bo
     }
 }
 
+/// Waits until an operation has started and ended on a cut-off member since
+/// `tried_before` was read. Such operations end only when they time out, so
+/// a cut window must last until one has (the probe clients pick the cut member).
+async fn wait_for_try_while_cut(net: &Net, tried_before: u64, member: &str) {
+    wait_until(
+        &format!("an operation tried on {member}"),
+        Duration::from_secs(10),
+        || net.tried_while_cut.load(Ordering::Relaxed) > tried_before,
+    )
+    .await;
+}
+
 fn leader(live: &Live) -> Option<u64> {
     let live = live.lock().unwrap();
     live.values()
@@ -369,14 +381,7 @@ async fn three_members_survive_faults_linearizably() {
         || lead_store.current_revision() > before + 80,
     )
     .await;
-    // A cut-off member's operations end only when they time out: wait for
-    // one (the probe clients pick the cut member) so the window holds one.
-    wait_until(
-        "an operation tried on the cut-off minority",
-        Duration::from_secs(10),
-        || net.tried_while_cut.load(Ordering::Relaxed) > tried_before,
-    )
-    .await;
+    wait_for_try_while_cut(&net, tried_before, "the cut-off minority").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let cut_end = t0.elapsed();
     net.cut.lock().unwrap().clear();
@@ -393,12 +398,7 @@ async fn three_members_survive_faults_linearizably() {
             .any(|(id, s)| *id != old && s.leader().is_some_and(|l| l != old))
     })
     .await;
-    wait_until(
-        "an operation tried on the cut-off leader",
-        Duration::from_secs(10),
-        || net.tried_while_cut.load(Ordering::Relaxed) > tried_before,
-    )
-    .await;
+    wait_for_try_while_cut(&net, tried_before, "the cut-off leader").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let cut_end = t0.elapsed();
     net.cut.lock().unwrap().clear();
