@@ -22,6 +22,9 @@ RUNS=${RUNS:-3}
 cases=("$@")
 [ "${#cases[@]}" -gt 0 ] || cases=(up startup jobs memory http runtime)
 
+# protoc (the harness links etcd-client), runc, the wasm targets: the same
+# idempotent set-up as the main job and the test suite.
+scripts/setup.sh
 if ! command -v wrk >/dev/null; then
     echo "installing wrk (apt-get)" >&2
     sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

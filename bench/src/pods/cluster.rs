@@ -171,6 +171,11 @@ impl Cluster {
         cpu_time_of(self.pid()).unwrap_or_default()
     }
 
+    /// The user-mode part of [`Cluster::cpu_time`].
+    pub fn user_cpu_time(&self) -> Duration {
+        cpu_times_of(self.pid()).map(|t| t.user).unwrap_or_default()
+    }
+
     pub fn log_tail(&self) -> String {
         log_tail(&self.data_dir)
     }
@@ -223,13 +228,27 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
 
 /// utime + stime of process `pid` (from /proc/PID/stat, in USER_HZ = 100 ticks/s).
 pub fn cpu_time_of(pid: u32) -> anyhow::Result<Duration> {
+    let t = cpu_times_of(pid)?;
+    Ok(t.user + t.system)
+}
+
+/// A process's CPU time in user and in kernel mode.
+pub struct CpuTimes {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+/// utime and stime of process `pid` (/proc/PID/stat, 10 ms ticks).
+pub fn cpu_times_of(pid: u32) -> anyhow::Result<CpuTimes> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name start at field 3 (state).
     let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
-    let total = ticks(14).context("no utime")? + ticks(15).context("no stime")?;
-    Ok(Duration::from_millis(total * 10))
+    Ok(CpuTimes {
+        user: Duration::from_millis(ticks(14).context("no utime")? * 10),
+        system: Duration::from_millis(ticks(15).context("no stime")? * 10),
+    })
 }
 
 /// VmRSS of process `pid`, in bytes.

@@ -44,6 +44,10 @@ struct Run {
     wall: Duration,
     /// CPU time of the skiff process per succeeded pod.
     cpu_per_pod: Duration,
+    /// Its user-mode part: without the kernel's share (file creation, whose
+    /// cost on this machine's no-journal ext4 grows with the inodes recent
+    /// runs deleted), the figure to compare skiff's own code by.
+    user_cpu_per_pod: Duration,
 }
 
 pub async fn run(skiff: &Path, args: JobsArgs) -> anyhow::Result<()> {
@@ -56,9 +60,9 @@ pub async fn run(skiff: &Path, args: JobsArgs) -> anyhow::Result<()> {
         n = args.pods,
     );
     println!(
-        "| case | run | succeeded | creates/s | completed/s | p50 created → Succeeded | p99 | wall | skiff CPU per pod |"
+        "| case | run | succeeded | creates/s | completed/s | p50 created → Succeeded | p99 | wall | skiff CPU per pod | of it user |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let cases = [
         format!(
             "{} bare pods, restartPolicy Never, {} clients",
@@ -110,6 +114,7 @@ pub async fn run(skiff: &Path, args: JobsArgs) -> anyhow::Result<()> {
                     .map(|_| median_duration(&runs, |r| r.p99.unwrap_or_default())),
                 wall: median_duration(&runs, |r| r.wall),
                 cpu_per_pod: median_duration(&runs, |r| r.cpu_per_pod),
+                user_cpu_per_pod: median_duration(&runs, |r| r.user_cpu_per_pod),
             };
             print_row(label, "**median**", &summary);
         }
@@ -119,7 +124,7 @@ pub async fn run(skiff: &Path, args: JobsArgs) -> anyhow::Result<()> {
 
 fn print_row(case: &str, run: &str, r: &Run) {
     println!(
-        "| {case} | {run} | {} | {} | **{:.0}** | {} | {} | {} | {} |",
+        "| {case} | {run} | {} | {} | **{:.0}** | {} | {} | {} | {} | {} |",
         r.succeeded,
         if r.creates_per_sec > 0.0 {
             format!("{:.0}", r.creates_per_sec)
@@ -130,7 +135,8 @@ fn print_row(case: &str, run: &str, r: &Run) {
         r.p50.map_or("—".into(), ms),
         r.p99.map_or("—".into(), ms),
         ms(r.wall),
-        ms(r.cpu_per_pod)
+        ms(r.cpu_per_pod),
+        ms(r.user_cpu_per_pod)
     );
 }
 
@@ -143,6 +149,7 @@ async fn bare_pods(cluster: &Cluster, args: &JobsArgs) -> anyhow::Result<Run> {
     namespace(&cluster.client, "bench").await?;
     let phases = Phases::start(&cluster.client, "bench").await?;
     let cpu_before = cluster.cpu_time();
+    let user_before = cluster.user_cpu_time();
     let image = args.image.clone();
     let created = create_pods(
         &cluster.client,
@@ -163,6 +170,7 @@ async fn bare_pods(cluster: &Cluster, args: &JobsArgs) -> anyhow::Result<Run> {
         })
         .await;
     let cpu = cluster.cpu_time().saturating_sub(cpu_before);
+    let user = cluster.user_cpu_time().saturating_sub(user_before);
     let seen = phases.snapshot();
     let mut latencies: Vec<Duration> = created
         .sent
@@ -184,6 +192,7 @@ async fn bare_pods(cluster: &Cluster, args: &JobsArgs) -> anyhow::Result<Run> {
         p99: Some(percentile(&latencies, 0.99)),
         wall,
         cpu_per_pod: cpu / latencies.len().max(1) as u32,
+        user_cpu_per_pod: user / latencies.len().max(1) as u32,
     })
 }
 
@@ -205,6 +214,7 @@ async fn job(cluster: &Cluster, args: &JobsArgs) -> anyhow::Result<Run> {
         },
     });
     let cpu_before = cluster.cpu_time();
+    let user_before = cluster.user_cpu_time();
     let began = Instant::now();
     send(
         &cluster.client,
@@ -225,6 +235,7 @@ async fn job(cluster: &Cluster, args: &JobsArgs) -> anyhow::Result<Run> {
         );
     }
     let cpu = cluster.cpu_time().saturating_sub(cpu_before);
+    let user = cluster.user_cpu_time().saturating_sub(user_before);
     let seen = phases.snapshot();
     let succeeded = count(&seen, |p| p.succeeded);
     let wall = seen
@@ -261,6 +272,7 @@ async fn job(cluster: &Cluster, args: &JobsArgs) -> anyhow::Result<Run> {
         p99: None,
         wall,
         cpu_per_pod: cpu / succeeded.max(1) as u32,
+        user_cpu_per_pod: user / succeeded.max(1) as u32,
     })
 }
 
@@ -291,7 +303,7 @@ async fn runtime_only(args: &JobsArgs) -> anyhow::Result<Run> {
     // One unmeasured run: the module is compiled and the code paged in.
     rt.run(&artifact, spec(0)).await?.wait().await;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let cpu_before = super::cluster::cpu_time_of(std::process::id())?;
+    let cpu_before = super::cluster::cpu_times_of(std::process::id())?;
     let began = Instant::now();
     let tasks: Vec<_> = (0..args.parallelism.max(1))
         .map(|_| {
@@ -317,7 +329,10 @@ async fn runtime_only(args: &JobsArgs) -> anyhow::Result<Run> {
         succeeded += t.await.unwrap_or(0);
     }
     let wall = began.elapsed();
-    let cpu = super::cluster::cpu_time_of(std::process::id())?.saturating_sub(cpu_before);
+    let cpu_after = super::cluster::cpu_times_of(std::process::id())?;
+    let user = cpu_after.user.saturating_sub(cpu_before.user);
+    let cpu =
+        (cpu_after.user + cpu_after.system).saturating_sub(cpu_before.user + cpu_before.system);
     Ok(Run {
         succeeded,
         creates_per_sec: 0.0,
@@ -326,5 +341,6 @@ async fn runtime_only(args: &JobsArgs) -> anyhow::Result<Run> {
         p99: None,
         wall,
         cpu_per_pod: cpu / succeeded.max(1) as u32,
+        user_cpu_per_pod: user / succeeded.max(1) as u32,
     })
 }
