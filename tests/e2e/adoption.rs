@@ -253,6 +253,26 @@ fn orphaned_workloads_are_adopted_by_their_successors() {
         },
     );
 
+    // Foreground deletion: the ReplicaSet goes only after its pod, once the
+    // collector has deleted the pod and removed the foregroundDeletion
+    // finalizer (a metadata patch); kubectl waits for both.
+    let solo_pod = name(&live_pods(&cluster, "app=solo")[0]);
+    let out = cluster.kubectl(&[
+        "delete",
+        "rs",
+        "solo",
+        "--cascade=foreground",
+        "--timeout=90s",
+    ]);
+    assert!(out.contains("deleted"), "{out}");
+    let left = cluster.kubectl(&["get", "rs,pods", "-o", "name"]);
+    assert!(!left.contains("replicaset.apps/solo"), "{left}");
+    assert!(!left.contains(&format!("pod/{solo_pod}")), "{left}");
+    assert!(
+        left.contains(&format!("pod/{kept}")),
+        "the released pod stays: {left}"
+    );
+
     // Job with a manual selector: a finished bare pod counts as its completion.
     cluster.kubectl_stdin(&["apply", "-f", "-"], Some(BATCH_POD));
     cluster.wait_for("the bare pod to finish", Duration::from_secs(60), || {

@@ -27,6 +27,15 @@ pub fn to_storage(info: &ResourceInfo, mut obj: Value) -> Value {
     set_type(obj, api_version, kind)
 }
 
+/// Whether `info`'s objects are stored as they are served (only their
+/// apiVersion and kind set), so a written object is what a read decodes.
+pub fn is_stored_as_served(info: &ResourceInfo) -> bool {
+    !matches!(
+        (info.group, info.version, info.kind),
+        ("events.k8s.io", _, "Event") | ("autoscaling", "v1", "HorizontalPodAutoscaler")
+    )
+}
+
 /// Converts a stored object into the served version of `info`.
 pub fn from_storage(info: &ResourceInfo, mut obj: Value) -> Value {
     match (info.group, info.version, info.kind) {

@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::meta;
 use super::objects::{self, ObjectStore};
 use super::registry::ResourceInfo;
+use super::render;
 use crate::store::{KeyValue, Revision};
 
 /// How many decoded objects are kept, and how many stored bytes they may
@@ -50,10 +51,12 @@ impl EventType {
     }
 }
 
-/// One stored value as the API shows it, with its stream lines once encoded.
+/// One stored value as the API shows it, with its stream lines once encoded
+/// (whole, and as PartialObjectMetadata for metadata-only watchers).
 pub struct DecodedObject {
     pub object: Value,
     lines: [OnceLock<Bytes>; 3],
+    metadata_lines: [OnceLock<Bytes>; 3],
 }
 
 impl DecodedObject {
@@ -61,6 +64,7 @@ impl DecodedObject {
         DecodedObject {
             object,
             lines: Default::default(),
+            metadata_lines: Default::default(),
         }
     }
 
@@ -68,6 +72,13 @@ impl DecodedObject {
     pub fn line(&self, event: EventType) -> Bytes {
         self.lines[event.index()]
             .get_or_init(|| encode_line(event.as_str(), &self.object))
+            .clone()
+    }
+
+    /// The same line with the object as PartialObjectMetadata.
+    pub fn metadata_line(&self, event: EventType) -> Bytes {
+        self.metadata_lines[event.index()]
+            .get_or_init(|| encode_line(event.as_str(), &render::metadata_of(&self.object)))
             .clone()
     }
 }

@@ -3,13 +3,16 @@
 //! transactions, with store errors mapped to Kubernetes errors that name the
 //! object. Handlers reach the store only through here: [`ObjectStore`] is
 //! the one place object values become store bytes ([`put`]) and store bytes
-//! become objects ([`decode`], [`decode_at`]).
+//! become objects ([`decode`], [`decode_at`]). What a write stores it also
+//! leaves decoded in the store's memo (`decoded.rs`), which reads and
+//! watches copy from before they parse stored bytes.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::decoded::{DecodedObject, DecodedObjects};
 use super::encryption::Encryption;
 use super::error::ApiError;
 use super::registry::ResourceInfo;
@@ -26,6 +29,7 @@ use crate::store::{Compare, KeyValue, Revision, Store, StoreError, Txn, TxnOp};
 pub struct ObjectStore {
     store: Store,
     encryption: Arc<Encryption>,
+    decoded: Arc<DecodedObjects>,
 }
 
 impl ObjectStore {
@@ -34,6 +38,7 @@ impl ObjectStore {
         ObjectStore {
             store,
             encryption: Arc::new(encryption),
+            decoded: Arc::default(),
         }
     }
 }
@@ -122,8 +127,33 @@ pub fn decode(store: &ObjectStore, info: &ResourceInfo, kv: &KeyValue) -> Result
 }
 
 /// Decodes a stored value, stamping `revision` as the resourceVersion (a
-/// deleted or previous value shown at the revision that replaced it).
+/// deleted or previous value shown at the revision that replaced it); a
+/// copy from the memo when it holds the value.
 pub fn decode_at(
+    store: &ObjectStore,
+    info: &ResourceInfo,
+    kv: &KeyValue,
+    revision: Revision,
+) -> Result<Value, ApiError> {
+    match store.decoded.copy_of(info, kv, revision) {
+        Some(obj) => Ok(obj),
+        None => decode_uncached(store, info, kv, revision),
+    }
+}
+
+/// [`decode_at`] shared through the memo with every other reader of the
+/// value, as the watchers of one write are.
+pub fn decode_shared(
+    store: &ObjectStore,
+    info: &ResourceInfo,
+    kv: &KeyValue,
+    revision: Revision,
+) -> Result<Arc<DecodedObject>, ApiError> {
+    store.decoded.decode(store, info, kv, revision)
+}
+
+/// Decrypts, parses and converts a stored value (no memo).
+pub(super) fn decode_uncached(
     store: &ObjectStore,
     info: &ResourceInfo,
     kv: &KeyValue,
@@ -233,7 +263,19 @@ pub async fn put(
     if !resp.succeeded {
         return Err(classify_failure(store, info, &key, name, expected).await);
     }
-    decode_json(info, &bytes, resp.revision)
+    // What a read of it now would decode: for a kind stored as served, the
+    // object itself with its type and new resourceVersion stamped.
+    let stored = if convert::is_stored_as_served(info) {
+        let mut obj = convert::from_storage(info, obj.clone());
+        meta::set_resource_version(&mut obj, resp.revision);
+        obj
+    } else {
+        decode_json(info, &bytes, resp.revision)?
+    };
+    store
+        .decoded
+        .remember(info, &key, resp.revision, stored.clone(), bytes.len());
+    Ok(stored)
 }
 
 /// Deletes the object at revision `expected`; returns the last value with
@@ -302,6 +344,68 @@ mod tests {
         assert_eq!(stored["kind"], "Pod");
         let back = decode_json(pods, &bytes, 12).unwrap();
         assert_eq!(back["metadata"]["resourceVersion"], "12");
+    }
+
+    /// What `put` returns and leaves in the memo is what decoding the stored
+    /// bytes gives: for a kind stored as served, an encrypted one, and a
+    /// converted one.
+    #[tokio::test]
+    async fn a_write_leaves_what_a_read_would_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(crate::store::StoreConfig::new(
+            dir.path(),
+            "http://127.0.0.1:1",
+        ))
+        .await
+        .unwrap();
+        let store = ObjectStore::new(
+            store,
+            Encryption::new(&[7; crate::pki::ENCRYPTION_KEY_LEN]).unwrap(),
+        );
+        let cases = [
+            (
+                lookup("", "v1", "pods").unwrap(),
+                json!({"metadata": {"name": "p", "namespace": "ns", "resourceVersion": "3"}, "spec": {"x": 1.5, "n": -2}}),
+            ),
+            (
+                lookup("", "v1", "secrets").unwrap(),
+                json!({"metadata": {"name": "s", "namespace": "ns"}, "data": {"k": "dg=="}}),
+            ),
+            (
+                lookup("events.k8s.io", "v1", "events").unwrap(),
+                json!({"metadata": {"name": "e", "namespace": "ns"}, "note": "hi", "reason": "R"}),
+            ),
+        ];
+        for (info, obj) in cases {
+            let written = put(
+                &store,
+                info,
+                Some("ns"),
+                meta::name(&obj).unwrap(),
+                &obj,
+                0,
+                SideEffects::default(),
+            )
+            .await
+            .unwrap();
+            let key = key(info, Some("ns"), meta::name(&obj).unwrap()).unwrap();
+            let kv = store.get(&key).await.unwrap().unwrap();
+            let fresh = decode_uncached(&store, info, &kv, kv.mod_revision).unwrap();
+            assert_eq!(written, fresh, "{}", info.plural);
+            assert_eq!(
+                written["metadata"]["resourceVersion"],
+                kv.mod_revision.to_string()
+            );
+            // Reads copy it from the memo, also shown at a later revision.
+            assert_eq!(decode(&store, info, &kv).unwrap(), fresh);
+            let later = decode_at(&store, info, &kv, kv.mod_revision + 5).unwrap();
+            assert_eq!(
+                later,
+                decode_uncached(&store, info, &kv, kv.mod_revision + 5).unwrap()
+            );
+            let shared = decode_shared(&store, info, &kv, kv.mod_revision).unwrap();
+            assert_eq!(shared.object, fresh);
+        }
     }
 
     #[test]

@@ -119,7 +119,6 @@ pub async fn start(config: ApiConfig, store: Store) -> Result<ApiHandle, ApiErro
         shutdown: config.shutdown.clone(),
         server_address: format!("{host}:{}", local_addr.port()),
         http: http_client(),
-        decoded_events: Default::default(),
     });
     bootstrap::ensure_defaults(&state, local_addr).await;
     let router = router(state.clone(), store.router()).merge(join_routes(credentials.clone()));

@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use super::audit::AuditLog;
 use super::auth::{Authenticator, Authorizer};
 use super::objects::ObjectStore;
-use super::watch_decoded::DecodedEvents;
 
 /// Shared, immutable-after-start state of the API server.
 pub struct ApiState {
@@ -25,8 +24,6 @@ pub struct ApiState {
     pub server_address: String,
     /// Client for proxying to nodes (kubelet API) and pods.
     pub http: HttpClient,
-    /// Watch events decoded once for all watchers.
-    pub decoded_events: DecodedEvents,
 }
 
 /// Cheap handle to the shared state.

@@ -16,13 +16,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument as _;
 
+use super::decoded::{DecodedObject, EventType, encode_line};
 use super::error::ApiError;
 use super::handlers::Ctx;
 use super::handlers::list_objects;
+use super::render::{self, Render};
 use super::selectors::{FieldSelector, LabelSelector};
-use super::table;
-use super::watch_decoded::{DecodedObject, EventType, encode_line};
-use crate::store::{Revision, StoreError, WatchEvent};
+use super::{objects, table};
+use crate::store::{KeyValue, Revision, StoreError, WatchEvent};
 
 /// Default watch duration when the client gives no timeoutSeconds.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -52,22 +53,29 @@ impl Filter {
     }
 }
 
-/// One event as a stream line, the object rendered as JSON or a Table row.
-fn line(kind: &str, obj: &Value, ctx: &Ctx, as_table: bool) -> Bytes {
-    if as_table && kind != "BOOKMARK" && kind != "ERROR" {
-        let table = table::table_for(ctx.info, std::slice::from_ref(obj), &ctx.query, None)
-            .unwrap_or_else(|e| e.to_status());
-        return encode_line(kind, &table);
+/// One event as a stream line, the object rendered as JSON, a Table row or
+/// its metadata (bookmarks and errors always as they are).
+fn line(kind: &str, obj: &Value, ctx: &Ctx, render: Render) -> Bytes {
+    if kind == "BOOKMARK" || kind == "ERROR" {
+        return encode_line(kind, obj);
     }
-    encode_line(kind, obj)
+    match render {
+        Render::Table => {
+            let table = table::table_for(ctx.info, std::slice::from_ref(obj), &ctx.query, None)
+                .unwrap_or_else(|e| e.to_status());
+            encode_line(kind, &table)
+        }
+        Render::Metadata => encode_line(kind, &render::metadata_of(obj)),
+        Render::Object => encode_line(kind, obj),
+    }
 }
 
-/// A store event's line: shared with every other watcher for JSON output.
-fn event_line(event: EventType, obj: &DecodedObject, ctx: &Ctx, as_table: bool) -> Bytes {
-    if as_table {
-        line(event.as_str(), &obj.object, ctx, true)
-    } else {
-        obj.line(event)
+/// A store event's line: shared with every other watcher of the same rendering.
+fn event_line(event: EventType, obj: &DecodedObject, ctx: &Ctx, render: Render) -> Bytes {
+    match render {
+        Render::Table => line(event.as_str(), &obj.object, ctx, render),
+        Render::Metadata => obj.metadata_line(event),
+        Render::Object => obj.line(event),
     }
 }
 
@@ -92,10 +100,10 @@ fn translate(
     event: &WatchEvent,
 ) -> Result<Option<(EventType, Arc<DecodedObject>)>, ApiError> {
     let store = &ctx.state.store;
-    let decoded = &ctx.state.decoded_events;
+    let decode = |kv: &KeyValue, shown_at| objects::decode_shared(store, ctx.info, kv, shown_at);
     match event {
         WatchEvent::Put { kv, prev } => {
-            let cur = decoded.decode(store, ctx.info, kv, kv.mod_revision)?;
+            let cur = decode(kv, kv.mod_revision)?;
             if filter.is_everything() {
                 let kind = if prev.is_some() {
                     EventType::Modified
@@ -106,7 +114,7 @@ fn translate(
             }
             let cur_ok = filter.matches(&cur.object);
             let old = match prev {
-                Some(p) => Some(decoded.decode(store, ctx.info, p, kv.mod_revision)?),
+                Some(p) => Some(decode(p, kv.mod_revision)?),
                 None => None,
             };
             let old_ok = old.as_ref().is_some_and(|o| filter.matches(&o.object));
@@ -118,7 +126,7 @@ fn translate(
             })
         }
         WatchEvent::Delete { prev, revision } => {
-            let old = decoded.decode(store, ctx.info, prev, *revision)?;
+            let old = decode(prev, *revision)?;
             Ok(filter
                 .matches(&old.object)
                 .then_some((EventType::Deleted, old)))
@@ -141,7 +149,7 @@ pub async fn serve(ctx: Ctx) -> Result<Response, ApiError> {
         .map(|t| Duration::from_secs(t as u64));
     let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
-    let as_table = table::wants_table(ctx.accept());
+    let render = Render::from_accept(ctx.accept());
     let prefix = ctx.info.namespace_prefix(ctx.ns()).ok_or_else(|| {
         ApiError::MethodNotAllowed(format!("{} cannot be watched", ctx.info.plural))
     })?;
@@ -171,11 +179,7 @@ pub async fn serve(ctx: Ctx) -> Result<Response, ApiError> {
     tokio::spawn(
         async move {
             for obj in initial.iter().filter(|o| filter.matches(o)) {
-                if tx
-                    .send(Ok(line("ADDED", obj, &ctx, as_table)))
-                    .await
-                    .is_err()
-                {
+                if tx.send(Ok(line("ADDED", obj, &ctx, render))).await.is_err() {
                     return;
                 }
             }
@@ -185,11 +189,11 @@ pub async fn serve(ctx: Ctx) -> Result<Response, ApiError> {
                         "BOOKMARK",
                         &bookmark(&ctx, start, true),
                         &ctx,
-                        false,
+                        render,
                     )))
                     .await;
             }
-            run(ctx, filter, prefix, start, timeout, bookmarks, as_table, tx).await;
+            run(ctx, filter, prefix, start, timeout, bookmarks, render, tx).await;
         }
         .instrument(span),
     );
@@ -214,7 +218,7 @@ async fn run(
     start: Revision,
     timeout: Duration,
     bookmarks: bool,
-    as_table: bool,
+    render: Render,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
     let send = |bytes: Bytes| {
@@ -224,7 +228,7 @@ async fn run(
     let mut watch = match ctx.state.store.watch(&prefix, start).await {
         Ok(w) => w,
         Err(e) => {
-            let _ = send(line("ERROR", &watch_error(e, start), &ctx, false)).await;
+            let _ = send(line("ERROR", &watch_error(e, start), &ctx, render)).await;
             return;
         }
     };
@@ -239,7 +243,7 @@ async fn run(
             _ = ctx.state.shutdown.cancelled() => return,
             _ = tx.closed() => return,
             _ = ticker.tick(), if bookmarks => {
-                if !send(line("BOOKMARK", &bookmark(&ctx, last, false), &ctx, false)).await {
+                if !send(line("BOOKMARK", &bookmark(&ctx, last, false), &ctx, render)).await {
                     return;
                 }
             }
@@ -247,21 +251,21 @@ async fn run(
                 let event = match event {
                     None => return,
                     Some(Err(e)) => {
-                        let _ = send(line("ERROR", &watch_error(e, last), &ctx, false)).await;
+                        let _ = send(line("ERROR", &watch_error(e, last), &ctx, render)).await;
                         return;
                     }
                     Some(Ok(event)) => event,
                 };
                 last = last.max(event.revision());
                 if let WatchEvent::Progress { revision } = event {
-                    if bookmarks && !send(line("BOOKMARK", &bookmark(&ctx, revision, false), &ctx, false)).await {
+                    if bookmarks && !send(line("BOOKMARK", &bookmark(&ctx, revision, false), &ctx, render)).await {
                         return;
                     }
                     continue;
                 }
                 match translate(&ctx, &filter, &event) {
                     Ok(Some((kind, obj))) => {
-                        if !send(event_line(kind, &obj, &ctx, as_table)).await {
+                        if !send(event_line(kind, &obj, &ctx, render)).await {
                             return;
                         }
                     }
@@ -271,7 +275,7 @@ async fn run(
                         // (e.g. fails decryption) ends the watch with an
                         // ERROR event rather than being skipped silently.
                         tracing::warn!(error = %e, revision = event.revision(), "ending watch at an undecodable event");
-                        let _ = send(line("ERROR", &e.to_status(), &ctx, false)).await;
+                        let _ = send(line("ERROR", &e.to_status(), &ctx, render)).await;
                         return;
                     }
                 }

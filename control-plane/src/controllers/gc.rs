@@ -10,7 +10,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams, PropagationPolicy};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -51,11 +52,17 @@ const GC_KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ),
 ];
 
+/// An object as the collector sees it: its metadata only. Its informers
+/// and requests ask the API server for PartialObjectMetadata, so no spec or
+/// status is encoded or decoded for it (kube-controller-manager's collector
+/// uses metadata informers too).
+type Meta = PartialObjectMeta<DynamicObject>;
+
 /// One watched kind.
 struct Kind {
     ar: ApiResource,
     namespaced: bool,
-    informer: Informer<DynamicObject>,
+    informer: Informer<Meta>,
 }
 
 /// The collector's state: one informer per kind.
@@ -84,7 +91,7 @@ impl GarbageCollector {
             .iter()
             .map(|(g, v, k, p, namespaced)| {
                 let ar = api_resource(g, v, k, p);
-                let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+                let api: Api<Meta> = Api::all_with(client.clone(), &ar);
                 Kind {
                     informer: Informer::spawn(api, watch_config(), shutdown.clone()),
                     ar,
@@ -95,7 +102,7 @@ impl GarbageCollector {
         Arc::new(Self { client, kinds })
     }
 
-    fn api(&self, kind: usize, ns: &str) -> Api<DynamicObject> {
+    fn api(&self, kind: usize, ns: &str) -> Api<Meta> {
         let k = &self.kinds[kind];
         if k.namespaced && !ns.is_empty() {
             Api::namespaced_with(self.client.clone(), ns, &k.ar)
@@ -112,7 +119,7 @@ impl GarbageCollector {
     }
 
     /// Objects (of any watched kind) that name `uid` as an owner.
-    fn dependents(&self, ns: &str, uid: &str) -> Vec<(usize, Arc<DynamicObject>)> {
+    fn dependents(&self, ns: &str, uid: &str) -> Vec<(usize, Arc<Meta>)> {
         let mut out = Vec::new();
         for (i, k) in self.kinds.iter().enumerate() {
             let objs = if ns.is_empty() {
@@ -209,17 +216,36 @@ pub fn start(gc: Arc<GarbageCollector>, ctx: &Arc<Ctx>, shutdown: &CancellationT
 async fn remove_finalizer(
     gc: &GarbageCollector,
     kind: usize,
-    obj: &DynamicObject,
+    obj: &Meta,
     name: &str,
 ) -> Result<(), ControllerError> {
-    let mut next = obj.clone();
-    if let Some(f) = next.metadata.finalizers.as_mut() {
-        f.retain(|f| f != name);
-    }
+    let finalizers: Vec<&String> = obj.finalizers().iter().filter(|f| *f != name).collect();
+    patch_metadata(
+        gc,
+        kind,
+        obj,
+        serde_json::json!({ "finalizers": finalizers }),
+    )
+    .await
+}
+
+/// A merge patch of `obj`'s metadata, guarded by the resourceVersion it was
+/// seen at (a conflict fails the item, which is retried from the cache).
+async fn patch_metadata(
+    gc: &GarbageCollector,
+    kind: usize,
+    obj: &Meta,
+    mut metadata: serde_json::Value,
+) -> Result<(), ControllerError> {
+    metadata["resourceVersion"] = serde_json::json!(obj.resource_version());
     let ns = obj.namespace().unwrap_or_default();
     ignore_not_found(
         gc.api(kind, &ns)
-            .replace(&obj.name_any(), &PostParams::default(), &next)
+            .patch(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+            )
             .await,
     )?;
     Ok(())
@@ -237,16 +263,13 @@ pub async fn reconcile(item: GcKey, gc: Arc<GarbageCollector>) -> Result<Action,
         let fins = obj.finalizers().to_vec();
         if fins.iter().any(|f| f == "orphan") {
             for (k, dep) in gc.dependents(&ns, &uid) {
-                let mut next = (*dep).clone();
-                if let Some(refs) = next.metadata.owner_references.as_mut() {
-                    refs.retain(|r| r.uid != uid);
-                }
-                let dns = dep.namespace().unwrap_or_default();
-                ignore_not_found(
-                    gc.api(k, &dns)
-                        .replace(&dep.name_any(), &PostParams::default(), &next)
-                        .await,
-                )?;
+                let refs: Vec<_> = dep
+                    .owner_references()
+                    .iter()
+                    .filter(|r| r.uid != uid)
+                    .collect();
+                patch_metadata(&gc, k, &dep, serde_json::json!({ "ownerReferences": refs }))
+                    .await?;
             }
             remove_finalizer(&gc, item.kind, &obj, "orphan").await?;
             tracing::info!("orphaned dependents");

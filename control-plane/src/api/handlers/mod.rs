@@ -23,6 +23,7 @@ use super::error::ApiError;
 use super::path::{self, ApiPath, ResourcePath};
 use super::query::Query;
 use super::registry::ResourceInfo;
+use super::render::{self, Render};
 use super::request::{RequestAttributes, UserInfo};
 use super::state::SharedState;
 
@@ -221,15 +222,19 @@ pub async fn read_object(ctx: &Ctx, body: Body) -> Result<serde_json::Value, Api
     body::decode(&body::content_type(&ctx.headers), &bytes)
 }
 
-/// A response for one object, honouring `Accept` (Table or JSON).
+/// A response for one object, honouring `Accept` (Table, metadata only, or JSON).
 pub fn object_response(
     ctx: &Ctx,
     code: http::StatusCode,
     obj: &serde_json::Value,
 ) -> Result<Response, ApiError> {
-    if super::table::wants_table(ctx.accept()) {
-        let table = super::table::table_for(ctx.info, std::slice::from_ref(obj), &ctx.query, None)?;
-        return Ok(body::json_response(code, &table));
+    match Render::from_accept(ctx.accept()) {
+        Render::Table => {
+            let table =
+                super::table::table_for(ctx.info, std::slice::from_ref(obj), &ctx.query, None)?;
+            Ok(body::json_response(code, &table))
+        }
+        Render::Metadata => Ok(body::json_response(code, &render::metadata_of(obj))),
+        Render::Object => Ok(body::json_response(code, obj)),
     }
-    Ok(body::json_response(code, obj))
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::{Ctx, object_response};
 use crate::api::error::ApiError;
 use crate::api::objects;
+use crate::api::render::{self, Render};
 use crate::api::selectors::{FieldSelector, LabelSelector};
 use crate::api::{body, table};
 use crate::store::{RangeRequest, Revision, StoreError};
@@ -146,10 +147,14 @@ pub async fn list(ctx: Ctx) -> Result<Response, ApiError> {
     if let Some(remaining) = listed.remaining {
         list_meta["remainingItemCount"] = json!(remaining);
     }
-    if table::wants_table(ctx.accept()) {
-        let mut t = table::table_for(ctx.info, &listed.items, &ctx.query, None)?;
-        t["metadata"] = list_meta;
-        return Ok(body::ok(&t));
+    match Render::from_accept(ctx.accept()) {
+        Render::Table => {
+            let mut t = table::table_for(ctx.info, &listed.items, &ctx.query, None)?;
+            t["metadata"] = list_meta;
+            return Ok(body::ok(&t));
+        }
+        Render::Metadata => return Ok(body::ok(&render::metadata_list(list_meta, &listed.items))),
+        Render::Object => {}
     }
     let list = json!({
         "kind": format!("{}List", ctx.info.kind),

@@ -167,11 +167,7 @@ fn row_object(obj: &Value, include: &str) -> Option<Value> {
     match include {
         "None" => None,
         "Object" => Some(obj.clone()),
-        _ => Some(json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        })),
+        _ => Some(super::render::metadata_of(obj)),
     }
 }
 
