@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::PodStatus;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -123,17 +122,22 @@ impl Shared {
 /// The one task writing `key`'s statuses until none is left.
 async fn write_pod(shared: Arc<Shared>, key: PodKey) {
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX, Duration::MAX);
-    while let Some(pending) = shared.take(&key) {
+    loop {
+        // The permit first, then the status: one replaced while this pod
+        // waited for a permit is never written, only the newest.
+        let Ok(permit) = shared.permits.acquire().await else {
+            shared.lock().remove(&key);
+            return;
+        };
+        let Some(pending) = shared.take(&key) else {
+            return;
+        };
         if shared.shutdown.is_cancelled() {
             shared.lock().remove(&key);
             return;
         }
-        let written = {
-            let Ok(_permit) = shared.permits.acquire().await else {
-                return;
-            };
-            write(&shared.client, &key, &pending).await
-        };
+        let written = write(&shared.client, &key, &pending).await;
+        drop(permit);
         if !written {
             shared.put_back(&key, pending);
             tokio::select! {
@@ -147,18 +151,30 @@ async fn write_pod(shared: Arc<Shared>, key: PodKey) {
     }
 }
 
-/// One `pods/status` merge patch; false when it should be retried.
+/// One `pods/status` merge patch; false when it should be retried. The
+/// response (the whole pod) is read but not decoded: nothing here uses it.
 async fn write(client: &kube::Client, key: &PodKey, pending: &Pending) -> bool {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &key.namespace);
     let patch = serde_json::json!({
         "metadata": { "uid": pending.uid },
         "status": pending.status,
     });
     let pod = format!("{}/{}", key.namespace, key.name);
-    match pods
-        .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    let request = serde_json::to_vec(&patch)
+        .map_err(kube::Error::SerdeError)
+        .and_then(|body| {
+            http::Request::patch(format!(
+                "/api/v1/namespaces/{}/pods/{}/status",
+                key.namespace, key.name
+            ))
+            .header(http::header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(body)
+            .map_err(kube::Error::HttpError)
+        });
+    let result = match request {
+        Ok(request) => client.request_text(request).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(_) => {
             debug!(%pod, phase = ?pending.status.phase, "status updated");
             true
