@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -28,6 +29,10 @@ use crate::store::{KeyValue, Revision};
 /// status writes that follow them.
 const CAPACITY: usize = 4096;
 const BYTE_BUDGET: usize = 4 << 20;
+/// How long an entry is kept at most: the readers it serves follow the
+/// write within milliseconds, and an idle server (a lease renewal every few
+/// seconds) should not hold thousands of stale versions.
+const MAX_AGE: Duration = Duration::from_secs(10);
 
 /// The event types an object is rendered under in a watch stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +142,8 @@ struct Entry {
     decoded: Arc<DecodedObject>,
     /// Its stored size, what the memo's byte budget counts.
     size: usize,
+    /// When it was kept.
+    at: Instant,
 }
 
 #[derive(Default)]
@@ -155,11 +162,22 @@ impl Memo {
         decoded: Arc<DecodedObject>,
         size: usize,
     ) -> Arc<DecodedObject> {
+        self.insert_at(key, decoded, size, Instant::now())
+    }
+
+    fn insert_at(
+        &mut self,
+        key: MemoKey,
+        decoded: Arc<DecodedObject>,
+        size: usize,
+        now: Instant,
+    ) -> Arc<DecodedObject> {
         if let Some(raced) = self.entries.get(&key) {
             return raced.decoded.clone();
         }
         while self.order.len() >= CAPACITY
             || (self.bytes + size > BYTE_BUDGET && !self.order.is_empty())
+            || self.oldest_is_older(now, MAX_AGE)
         {
             let Some(oldest) = self.order.pop_front() else {
                 break;
@@ -175,9 +193,18 @@ impl Memo {
             Entry {
                 decoded: decoded.clone(),
                 size,
+                at: now,
             },
         );
         decoded
+    }
+
+    /// Whether the oldest entry was kept more than `age` before `now`.
+    fn oldest_is_older(&self, now: Instant, age: Duration) -> bool {
+        self.order
+            .front()
+            .and_then(|k| self.entries.get(k))
+            .is_some_and(|e| now.saturating_duration_since(e.at) > age)
     }
 
     fn get(&self, key: &MemoKey) -> Option<Arc<DecodedObject>> {
@@ -339,6 +366,38 @@ mod tests {
             BYTE_BUDGET * 2,
         );
         assert_eq!(memo.entries.len(), 1);
+    }
+
+    #[test]
+    fn old_entries_go_at_the_next_insert() {
+        let mut memo = Memo::default();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            memo.insert_at(
+                key(i, i as Revision),
+                Arc::new(DecodedObject::new(Value::Null)),
+                1,
+                t0,
+            );
+        }
+        memo.insert_at(
+            key(3, 3),
+            Arc::new(DecodedObject::new(Value::Null)),
+            1,
+            t0 + MAX_AGE,
+        );
+        assert_eq!(memo.entries.len(), 4, "not older than MAX_AGE yet");
+        let later = t0 + MAX_AGE + Duration::from_millis(1);
+        memo.insert_at(
+            key(4, 4),
+            Arc::new(DecodedObject::new(Value::Null)),
+            1,
+            later,
+        );
+        let mut left: Vec<&str> = memo.order.iter().map(|k| k.key.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["/k/3", "/k/4"]);
+        assert_eq!(memo.bytes, 2);
     }
 
     #[test]
