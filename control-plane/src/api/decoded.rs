@@ -247,7 +247,9 @@ impl DecodedObjects {
         shown_at: Revision,
     ) -> Result<Arc<DecodedObject>, ApiError> {
         let key = MemoKey::new(info, &kv.key, kv.mod_revision, shown_at);
-        let object = match self.lock().find(&key) {
+        // Its own statement: the guard goes before any copy or decode.
+        let found = self.lock().find(&key);
+        let object = match found {
             Some(Found::Exact(hit)) => return Ok(hit),
             Some(Found::Restamp(own)) => restamped(&own.object, shown_at),
             // Decode outside the lock; two watchers racing on a miss both
@@ -264,7 +266,9 @@ impl DecodedObjects {
     /// of many objects (lists) would only push out the entries in use.
     pub fn copy_of(&self, info: &ResourceInfo, kv: &KeyValue, shown_at: Revision) -> Option<Value> {
         let key = MemoKey::new(info, &kv.key, kv.mod_revision, shown_at);
-        match self.lock().find(&key)? {
+        // Copy outside the lock.
+        let found = self.lock().find(&key)?;
+        match found {
             Found::Exact(hit) => Some(hit.object.clone()),
             Found::Restamp(own) => Some(restamped(&own.object, shown_at)),
         }
