@@ -113,15 +113,21 @@ fn translate(
                 return Ok(Some((kind, cur)));
             }
             let cur_ok = filter.matches(&cur.object);
-            let old = match prev {
-                Some(p) => Some(decode(p, kv.mod_revision)?),
-                None => None,
+            // The previous value is matched as stored (a selector does not
+            // look at resourceVersion), so it is shared with the other
+            // readers of that write; only an object leaving the filter is
+            // shown, restamped, at this revision.
+            let old_ok = match prev {
+                Some(p) => filter.matches(&decode(p, p.mod_revision)?.object),
+                None => false,
             };
-            let old_ok = old.as_ref().is_some_and(|o| filter.matches(&o.object));
             Ok(match (old_ok, cur_ok) {
                 (true, true) => Some((EventType::Modified, cur)),
                 (false, true) => Some((EventType::Added, cur)),
-                (true, false) => old.map(|o| (EventType::Deleted, o)),
+                (true, false) => match prev {
+                    Some(p) => Some((EventType::Deleted, decode(p, kv.mod_revision)?)),
+                    None => None,
+                },
                 (false, false) => None,
             })
         }
