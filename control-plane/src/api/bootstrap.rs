@@ -41,7 +41,7 @@ async fn create_if_absent(
     }
     let mut obj = lifecycle::prepare_create(info, ns.as_deref(), obj).map_err(|e| e.to_string())?;
     defaults::apply(info, &mut obj, true);
-    match objects::put(&state.store, info, ns.as_deref(), &name, &obj, 0, side).await {
+    match objects::put(&state.store, info, ns.as_deref(), &name, obj, 0, side).await {
         Ok(_) | Err(super::error::ApiError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e.to_string()),
     }

@@ -155,14 +155,17 @@ struct Memo {
 
 impl Memo {
     /// Keeps `decoded` under `key` (evicting the oldest entries while over
-    /// budget), or returns the entry a racing reader inserted first.
+    /// budget), or returns the entry a racing reader inserted first. The
+    /// evicted objects are handed back, for the caller to drop once it has
+    /// released the memo's lock (freeing a decoded pod is not free).
     fn insert(
         &mut self,
         key: MemoKey,
         decoded: Arc<DecodedObject>,
         size: usize,
+        evicted: &mut Vec<Arc<DecodedObject>>,
     ) -> Arc<DecodedObject> {
-        self.insert_at(key, decoded, size, Instant::now())
+        self.insert_at(key, decoded, size, Instant::now(), evicted)
     }
 
     fn insert_at(
@@ -171,6 +174,7 @@ impl Memo {
         decoded: Arc<DecodedObject>,
         size: usize,
         now: Instant,
+        evicted: &mut Vec<Arc<DecodedObject>>,
     ) -> Arc<DecodedObject> {
         if let Some(raced) = self.entries.get(&key) {
             return raced.decoded.clone();
@@ -184,6 +188,7 @@ impl Memo {
             };
             if let Some(gone) = self.entries.remove(&oldest) {
                 self.bytes -= gone.size;
+                evicted.push(gone.decoded);
             }
         }
         self.order.push_back(key.clone());
@@ -256,9 +261,15 @@ impl DecodedObjects {
             // decode and the first insert wins.
             None => objects::decode_uncached(store, info, kv, shown_at)?,
         };
-        Ok(self
-            .lock()
-            .insert(key, Arc::new(DecodedObject::new(object)), kv.value.len()))
+        let mut evicted = Vec::new();
+        let kept = self.lock().insert(
+            key,
+            Arc::new(DecodedObject::new(object)),
+            kv.value.len(),
+            &mut evicted,
+        );
+        drop(evicted);
+        Ok(kept)
     }
 
     /// A copy of `kv` decoded for `info` with `shown_at` as its
@@ -285,8 +296,14 @@ impl DecodedObjects {
         size: usize,
     ) {
         let key = MemoKey::new(info, key, revision, revision);
-        self.lock()
-            .insert(key, Arc::new(DecodedObject::new(object)), size);
+        let mut evicted = Vec::new();
+        self.lock().insert(
+            key,
+            Arc::new(DecodedObject::new(object)),
+            size,
+            &mut evicted,
+        );
+        drop(evicted);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Memo> {
@@ -343,6 +360,7 @@ mod tests {
                 key(i, i as Revision),
                 Arc::new(DecodedObject::new(Value::Null)),
                 1,
+                &mut Vec::new(),
             );
         }
         assert_eq!(memo.entries.len(), CAPACITY);
@@ -359,6 +377,7 @@ mod tests {
                 key(i, i as Revision),
                 Arc::new(DecodedObject::new(Value::Null)),
                 size,
+                &mut Vec::new(),
             );
         }
         assert_eq!(memo.entries.len(), 3);
@@ -368,6 +387,7 @@ mod tests {
             key(9, 9),
             Arc::new(DecodedObject::new(Value::Null)),
             BYTE_BUDGET * 2,
+            &mut Vec::new(),
         );
         assert_eq!(memo.entries.len(), 1);
     }
@@ -382,6 +402,7 @@ mod tests {
                 Arc::new(DecodedObject::new(Value::Null)),
                 1,
                 t0,
+                &mut Vec::new(),
             );
         }
         memo.insert_at(
@@ -389,6 +410,7 @@ mod tests {
             Arc::new(DecodedObject::new(Value::Null)),
             1,
             t0 + MAX_AGE,
+            &mut Vec::new(),
         );
         assert_eq!(memo.entries.len(), 4, "not older than MAX_AGE yet");
         let later = t0 + MAX_AGE + Duration::from_millis(1);
@@ -397,6 +419,7 @@ mod tests {
             Arc::new(DecodedObject::new(Value::Null)),
             1,
             later,
+            &mut Vec::new(),
         );
         let mut left: Vec<&str> = memo.order.iter().map(|k| k.key.as_str()).collect();
         left.sort();
@@ -408,7 +431,12 @@ mod tests {
     fn a_value_shown_at_a_later_revision_is_restamped_from_its_own() {
         let mut memo = Memo::default();
         let own = serde_json::json!({"metadata": {"name": "p", "resourceVersion": "5"}});
-        memo.insert(key(5, 5), Arc::new(DecodedObject::new(own)), 10);
+        memo.insert(
+            key(5, 5),
+            Arc::new(DecodedObject::new(own)),
+            10,
+            &mut Vec::new(),
+        );
         let Some(Found::Restamp(found)) = memo.find(&key(5, 9)) else {
             panic!("expected the value at its own revision");
         };

@@ -4,7 +4,7 @@
 //! depending on the endpoint), and when metadata.generation bumps.
 
 use rand::Rng as _;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::meta;
@@ -126,6 +126,62 @@ pub fn prepare_create(
     Ok(obj)
 }
 
+/// What a write of the status subresource stores: `old` with `new`'s
+/// status (none if `new` has none) and, as upstream allows, `new`'s labels
+/// and annotations. Built from `new`, whose other fields usually equal
+/// `old`'s (a status patch is applied to the object it replaces), so only
+/// fields that differ are copied from `old`.
+fn status_update(old: &Value, mut new: Value) -> Value {
+    let (Some(old_map), Some(map)) = (old.as_object(), new.as_object_mut()) else {
+        let mut obj = old.clone();
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+        return obj;
+    };
+    let new_md = match map.get_mut("metadata") {
+        Some(Value::Object(md)) => std::mem::take(md),
+        _ => Map::new(),
+    };
+    map.retain(|k, _| k == "status" || old_map.contains_key(k));
+    keep_old_fields(map, old_map, &["status"]);
+    let mut md = new_md;
+    match old_map.get("metadata").and_then(Value::as_object) {
+        Some(old_md) => {
+            let written_with_status = ["labels", "annotations"];
+            md.retain(|k, _| written_with_status.contains(&k.as_str()) || old_md.contains_key(k));
+            keep_old_fields(&mut md, old_md, &written_with_status);
+            for k in written_with_status {
+                if !md.contains_key(k)
+                    && let Some(v) = old_md.get(k)
+                {
+                    md.insert(k.into(), v.clone());
+                }
+            }
+        }
+        None => md.retain(|k, _| k == "labels" || k == "annotations"),
+    }
+    if !md.is_empty() || old_map.contains_key("metadata") {
+        map.insert("metadata".into(), Value::Object(md));
+    } else {
+        map.shift_remove("metadata");
+    }
+    new
+}
+
+/// Sets every field of `old` except `except` in `map`, copying only those
+/// whose value in `map` differs.
+fn keep_old_fields(map: &mut Map<String, Value>, old: &Map<String, Value>, except: &[&str]) {
+    for (k, v) in old {
+        if except.contains(&k.as_str()) {
+            continue;
+        }
+        if map.get(k) != Some(v) {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// Builds the object an update stores: `new` as sent, with identity and
 /// deletion state kept from `old`, and spec or status kept depending on
 /// `subresource` ("status" writes status only; the main resource keeps status).
@@ -157,22 +213,7 @@ pub fn prepare_update(
         errs.into_result(info, meta::name(old).unwrap_or(""))?;
     }
     let mut obj = if subresource == Some("status") {
-        let mut obj = old.clone();
-        match new.get("status") {
-            Some(status) => obj["status"] = status.clone(),
-            None => {
-                if let Some(m) = obj.as_object_mut() {
-                    m.remove("status");
-                }
-            }
-        }
-        // Labels and annotations may be written along with status.
-        for k in ["labels", "annotations"] {
-            if let Some(v) = new.get("metadata").and_then(|m| m.get(k)) {
-                meta::metadata_mut(&mut obj).insert(k.into(), v.clone());
-            }
-        }
-        obj
+        status_update(old, new)
     } else {
         let mut obj = new;
         if info.has_status() {
@@ -187,7 +228,11 @@ pub fn prepare_update(
         }
         obj
     };
-    let old_md = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let no_metadata = Map::new();
+    let old_md = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&no_metadata);
     let md = meta::metadata_mut(&mut obj);
     for k in [
         "name",
@@ -266,5 +311,35 @@ mod tests {
         assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
         let same_uid = json!({"metadata": {"name": "d", "uid": "u"}, "spec": {"replicas": 1}});
         assert!(prepare_update(deploy, &old, same_uid, Some("status")).is_ok());
+    }
+
+    #[test]
+    fn a_status_write_keeps_everything_but_status_labels_and_annotations_from_old() {
+        let old = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "1"}, "finalizers": ["f"], "annotations": {"x": "y"}},
+            "spec": {"nodeName": "n"}, "status": {"phase": "Pending"},
+        });
+        // Fields changed, added and dropped outside status are put back.
+        let new = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "2"}, "ownerReferences": []},
+            "spec": {"nodeName": "other"}, "extra": true, "status": {"phase": "Running"},
+        });
+        let out = status_update(&old, new);
+        assert_eq!(
+            out,
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": {"a": "2"}, "finalizers": ["f"], "annotations": {"x": "y"}},
+                "spec": {"nodeName": "n"}, "status": {"phase": "Running"},
+            })
+        );
+        // No status and no metadata in the write: status goes, metadata stays.
+        let out = status_update(&old, json!({"spec": {}}));
+        assert_eq!(out["metadata"], old["metadata"]);
+        assert_eq!(out["spec"], old["spec"]);
+        assert!(out.get("status").is_none());
+        assert!(out.get("kind").is_some());
     }
 }

@@ -58,6 +58,39 @@ pub struct Stored {
     pub mod_revision: Revision,
 }
 
+impl Stored {
+    pub fn current(&self) -> Current<'_> {
+        Current {
+            obj: &self.obj,
+            mod_revision: self.mod_revision,
+        }
+    }
+}
+
+/// The object a write replaces, borrowed: from a [`Stored`] copy or from
+/// the memo's shared value ([`try_get_shared`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Current<'a> {
+    pub obj: &'a Value,
+    pub mod_revision: Revision,
+}
+
+/// An object as read from the store, shared with the memo's other readers
+/// instead of copied: for a read-modify-write, which only borrows it.
+pub struct SharedStored {
+    pub decoded: Arc<DecodedObject>,
+    pub mod_revision: Revision,
+}
+
+impl SharedStored {
+    pub fn current(&self) -> Current<'_> {
+        Current {
+            obj: &self.decoded.object,
+            mod_revision: self.mod_revision,
+        }
+    }
+}
+
 /// The resource name in errors: `pods` or `deployments.apps`.
 fn group_of(info: &ResourceInfo) -> String {
     info.group.to_string()
@@ -175,8 +208,24 @@ fn decode_json(info: &ResourceInfo, bytes: &[u8], revision: Revision) -> Result<
 /// Encodes an object as plaintext JSON (storage version, no resourceVersion).
 fn encode(info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>, ApiError> {
     let mut obj = convert::to_storage(info, obj.clone());
-    meta::metadata_mut(&mut obj).remove("resourceVersion");
-    serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", info.kind)))
+    meta::metadata_mut(&mut obj).shift_remove("resourceVersion");
+    to_json(info, &obj)
+}
+
+fn to_json(info: &ResourceInfo, obj: &Value) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(obj).map_err(|e| ApiError::Internal(format!("encoding {}: {e}", info.kind)))
+}
+
+/// `obj` as plaintext JSON to store, and as a read of it at `revision`
+/// would decode it, without copying it when its kind is stored as served
+/// (only its type is set and its resourceVersion left out of the bytes).
+fn encode_owned(info: &ResourceInfo, obj: Value) -> Result<(Vec<u8>, Value), ApiError> {
+    if !convert::is_stored_as_served(info) {
+        return Ok((encode(info, &obj)?, obj));
+    }
+    let mut obj = convert::to_storage(info, obj);
+    meta::metadata_mut(&mut obj).shift_remove("resourceVersion");
+    Ok((to_json(info, &obj)?, obj))
 }
 
 fn store_error(info: &ResourceInfo, name: &str, err: StoreError) -> ApiError {
@@ -209,6 +258,27 @@ pub async fn try_get(
     }
 }
 
+/// Reads one object without copying it out of the memo; None when absent.
+pub async fn try_get_shared(
+    store: &ObjectStore,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<SharedStored>, ApiError> {
+    let key = key(info, ns, name)?;
+    match store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(info, name, e))?
+    {
+        Some(kv) => Ok(Some(SharedStored {
+            decoded: decode_shared(store, info, &kv, kv.mod_revision)?,
+            mod_revision: kv.mod_revision,
+        })),
+        None => Ok(None),
+    }
+}
+
 /// Reads one object; NotFound when absent.
 pub async fn get(
     store: &ObjectStore,
@@ -235,12 +305,12 @@ pub async fn put(
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    obj: &Value,
+    obj: Value,
     expected: Revision,
     side: SideEffects,
 ) -> Result<Value, ApiError> {
     let key = key(info, ns, name)?;
-    let bytes = encode(info, obj)?;
+    let (bytes, obj) = encode_owned(info, obj)?;
     let sealed = store.encryption.seal(info, &key, bytes.clone())?;
     let mut compares = vec![Compare::ModRevision {
         key: key.clone(),
@@ -266,7 +336,8 @@ pub async fn put(
     // What a read of it now would decode: for a kind stored as served, the
     // object itself with its type and new resourceVersion stamped.
     let stored = if convert::is_stored_as_served(info) {
-        let mut obj = convert::from_storage(info, obj.clone());
+        // `encode_owned` left it with its type set, as a decode would.
+        let mut obj = obj;
         meta::set_resource_version(&mut obj, resp.revision);
         obj
     } else {
@@ -382,7 +453,7 @@ mod tests {
                 info,
                 Some("ns"),
                 meta::name(&obj).unwrap(),
-                &obj,
+                obj.clone(),
                 0,
                 SideEffects::default(),
             )

@@ -38,9 +38,18 @@ pub async fn binding(ctx: Ctx, body: axum::body::Body) -> Result<Response, ApiEr
         .unwrap_or_default()
         .to_string();
     for attempt in 1..=ATTEMPTS {
-        let old = objects::get(&ctx.state.store, ctx.info, ctx.ns(), &name).await?;
-        let pod = bound(&b, &old.obj, old.mod_revision, &node, &meta::now())
-            .map_err(|why| conflict(&name, &why))?;
+        // Shared with the memo, not copied: `bound` makes the one copy.
+        let old = objects::try_get_shared(&ctx.state.store, ctx.info, ctx.ns(), &name)
+            .await?
+            .ok_or_else(|| objects::not_found(ctx.info, &name))?;
+        let pod = bound(
+            &b,
+            &old.decoded.object,
+            old.mod_revision,
+            &node,
+            &meta::now(),
+        )
+        .map_err(|why| conflict(&name, &why))?;
         if ctx.query.dry_run() {
             return Ok(success());
         }
@@ -49,7 +58,7 @@ pub async fn binding(ctx: Ctx, body: axum::body::Body) -> Result<Response, ApiEr
             ctx.info,
             ctx.ns(),
             &name,
-            &pod,
+            pod,
             old.mod_revision,
             SideEffects::default(),
         )

@@ -192,7 +192,7 @@ pub async fn delete_object(
                 info,
                 ctx.ns(),
                 name,
-                &obj,
+                obj,
                 old.mod_revision,
                 SideEffects::default(),
             )

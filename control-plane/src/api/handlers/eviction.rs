@@ -210,7 +210,7 @@ async fn take_disruption(
             pdbs,
             ctx.ns(),
             &name,
-            &next,
+            next,
             pdb.mod_revision,
             SideEffects::default(),
         )

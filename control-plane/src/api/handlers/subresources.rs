@@ -124,7 +124,7 @@ async fn scale(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
         }
         let mut new = old.obj.clone();
         new["spec"]["replicas"] = json!(replicas);
-        match update_object(&ctx, old, new, None).await {
+        match update_object(&ctx, old.current(), new, None).await {
             Ok(obj) => return Ok(body::ok(&scale_of(&obj))),
             Err(ApiError::Conflict { .. })
                 if attempt < 8 && meta::resource_version(&wanted).is_none() =>
@@ -146,7 +146,7 @@ async fn finalize(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
         .pointer("/spec/finalizers")
         .cloned()
         .unwrap_or(json!([]));
-    let out = update_object(&ctx, old, obj, Some("finalize")).await?;
+    let out = update_object(&ctx, old.current(), obj, Some("finalize")).await?;
     object_response(&ctx, StatusCode::OK, &out)
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Ctx, object_response, read_object};
 use crate::api::error::ApiError;
-use crate::api::objects::{self, SideEffects, Stored};
+use crate::api::objects::{self, Current, SideEffects};
 use crate::api::patch::{self, PatchType};
 use crate::api::{admission_hooks, alloc, body, defaults, lifecycle, meta, validation};
 
@@ -28,8 +28,16 @@ pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
     let generated = meta::name(&obj).is_none();
     let attempts = if generated { 5 } else { 1 };
     let mut last = None;
-    for _ in 0..attempts {
-        let mut obj = lifecycle::prepare_create(info, ctx.namespace.as_deref(), obj.clone())?;
+    let mut obj = Some(obj);
+    for attempt in 1..=attempts {
+        // Only a generated name is retried, so only then is the body kept for another attempt.
+        let body = if attempt < attempts {
+            obj.clone()
+        } else {
+            obj.take()
+        };
+        let body = body.ok_or_else(|| ApiError::Internal("create failed".into()))?;
+        let mut obj = lifecycle::prepare_create(info, ctx.namespace.as_deref(), body)?;
         defaults::apply(info, &mut obj, true);
         admission_hooks::admit(ctx, None, &mut obj).await?;
         validation::validate_create(info, &obj)?;
@@ -43,7 +51,7 @@ pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
         if ctx.query.dry_run() {
             return Ok(obj);
         }
-        match objects::put(store, info, ctx.ns(), &name, &obj, 0, side).await {
+        match objects::put(store, info, ctx.ns(), &name, obj, 0, side).await {
             Err(e @ ApiError::AlreadyExists { .. }) if generated => last = Some(e),
             Ok(created) => {
                 admission_hooks::written(ctx, None, Some(&created)).await;
@@ -55,11 +63,11 @@ pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
     Err(last.unwrap_or_else(|| ApiError::Internal("create failed".into())))
 }
 
-fn precondition(ctx: &Ctx, old: &Stored, new: &Value) -> Result<(), ApiError> {
+fn precondition(ctx: &Ctx, old: Current<'_>, new: &Value) -> Result<(), ApiError> {
     // As kube-apiserver, a PUT's uid is a precondition (409); in a patch a
     // different uid is an attempt to change an immutable field (422, in
     // `lifecycle::prepare_update`).
-    let name = meta::name(&old.obj).unwrap_or("");
+    let name = meta::name(old.obj).unwrap_or("");
     let stored_uid = old.obj.pointer("/metadata/uid").and_then(Value::as_str);
     if let Some(uid) = new.pointer("/metadata/uid").and_then(Value::as_str)
         && !uid.is_empty()
@@ -91,8 +99,8 @@ pub async fn update(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 pub async fn replace(ctx: &Ctx, new: Value, subresource: Option<&str>) -> Result<Value, ApiError> {
     let name = ctx.name()?;
     let old = objects::get(&ctx.state.store, ctx.info, ctx.ns(), name).await?;
-    precondition(ctx, &old, &new)?;
-    update_object(ctx, old, new, subresource).await
+    precondition(ctx, old.current(), &new)?;
+    update_object(ctx, old.current(), new, subresource).await
 }
 
 fn deletable(obj: &Value) -> bool {
@@ -108,13 +116,13 @@ fn deletable(obj: &Value) -> bool {
 /// writes nothing, and removing the last finalizer of a deleting object deletes it.
 pub async fn update_object(
     ctx: &Ctx,
-    old: Stored,
+    old: Current<'_>,
     new: Value,
     subresource: Option<&str>,
 ) -> Result<Value, ApiError> {
     let info = ctx.info;
     let store = &ctx.state.store;
-    let mut obj = lifecycle::prepare_update(info, &old.obj, new, subresource)?;
+    let mut obj = lifecycle::prepare_update(info, old.obj, new, subresource)?;
     if obj.pointer("/metadata/managedFields").is_none()
         && let Some(mf) = old.obj.pointer("/metadata/managedFields").cloned()
     {
@@ -123,36 +131,36 @@ pub async fn update_object(
     if subresource.is_none() {
         defaults::apply(info, &mut obj, false);
     }
-    admission_hooks::admit(ctx, Some(&old.obj), &mut obj).await?;
+    admission_hooks::admit(ctx, Some(old.obj), &mut obj).await?;
     if subresource.is_none() {
-        validation::validate_update(info, &old.obj, &obj)?;
+        validation::validate_update(info, old.obj, &obj)?;
     }
-    let name = meta::name(&old.obj).unwrap_or("").to_string();
+    let name = meta::name(old.obj).unwrap_or("").to_string();
     let key = objects::key(info, ctx.ns(), &name)?;
     let is_service = info.group.is_empty() && info.kind == "Service";
-    if obj == old.obj {
-        return Ok(old.obj);
+    if obj == *old.obj {
+        return Ok(obj);
     }
     if ctx.query.dry_run() {
         return Ok(obj);
     }
     if deletable(&obj) {
         let side = if is_service {
-            alloc::on_delete(&old.obj)
+            alloc::on_delete(old.obj)
         } else {
             SideEffects::default()
         };
         let gone = objects::delete(store, info, ctx.ns(), &name, old.mod_revision, side).await?;
-        admission_hooks::written(ctx, Some(&old.obj), None).await;
+        admission_hooks::written(ctx, Some(old.obj), None).await;
         return Ok(gone);
     }
     let side = if is_service && subresource.is_none() {
-        alloc::on_update(store, &old.obj, &mut obj, &key).await?
+        alloc::on_update(store, old.obj, &mut obj, &key).await?
     } else {
         SideEffects::default()
     };
-    let stored = objects::put(store, info, ctx.ns(), &name, &obj, old.mod_revision, side).await?;
-    admission_hooks::written(ctx, Some(&old.obj), Some(&stored)).await;
+    let stored = objects::put(store, info, ctx.ns(), &name, obj, old.mod_revision, side).await?;
+    admission_hooks::written(ctx, Some(old.obj), Some(&stored)).await;
     Ok(stored)
 }
 
@@ -194,9 +202,10 @@ pub async fn patch_object(
     let pinned = patch_type != PatchType::Json && meta::resource_version(patch_value).is_some();
     let force = ctx.query.flag("force");
     for attempt in 0.. {
-        let old = objects::try_get(&ctx.state.store, ctx.info, ctx.ns(), &name).await?;
-        let old = match old {
-            Some(old) => old,
+        // Shared with the memo, not copied: the patch is applied to a copy.
+        let shared = objects::try_get_shared(&ctx.state.store, ctx.info, ctx.ns(), &name).await?;
+        let old = match &shared {
+            Some(shared) => shared.current(),
             None if patch_type == PatchType::Apply && sub.is_none() => {
                 let manager = field_manager(ctx)?;
                 let mut obj = patch::apply::apply(
@@ -217,16 +226,16 @@ pub async fn patch_object(
             patch::apply::apply(
                 ctx.info.kind,
                 &ctx.info.api_version(),
-                &old.obj,
+                old.obj,
                 patch_value,
                 &manager,
                 force,
             )?
         } else {
-            patch::apply_patch(ctx.info.kind, patch_type, &old.obj, patch_value)?
+            patch::apply_patch(ctx.info.kind, patch_type, old.obj, patch_value)?
         };
         if pinned {
-            precondition(ctx, &old, patch_value)?;
+            precondition(ctx, old, patch_value)?;
         }
         match update_object(ctx, old, new, sub).await {
             Err(ApiError::Conflict { .. }) if !pinned && attempt < 8 => continue,

@@ -174,7 +174,7 @@ async fn refresh(store: &ObjectStore, ns: &str) -> Result<(), ApiError> {
                 info,
                 Some(ns),
                 &name,
-                &quota,
+                quota,
                 kv.mod_revision,
                 SideEffects::default(),
             )
