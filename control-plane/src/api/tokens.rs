@@ -65,7 +65,11 @@ pub async fn issue(ctx: &Ctx, service_account: &Value, mut req: Value) -> Result
             let pod_name = bound["name"].as_str().unwrap_or("");
             let pods = registry::lookup("", "v1", "pods")
                 .ok_or_else(|| ApiError::Internal("pods not registered".into()))?;
-            let pod = objects::get(&ctx.state.store, pods, Some(&ns), pod_name).await?;
+            // Read shared with the memo, not copied: only a few fields are looked at.
+            let shared = objects::try_get_shared(&ctx.state.store, pods, Some(&ns), pod_name)
+                .await?
+                .ok_or_else(|| objects::not_found(pods, pod_name))?;
+            let pod = shared.current();
             let pod_uid = pod
                 .obj
                 .pointer("/metadata/uid")

@@ -153,7 +153,9 @@ async fn finalize(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 async fn token(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
     let req = read_object(&ctx, body).await?;
     let name = ctx.name()?.to_string();
-    let sa = objects::get(&ctx.state.store, ctx.info, ctx.ns(), &name).await?;
-    let out = crate::api::tokens::issue(&ctx, &sa.obj, req).await?;
+    let sa = objects::try_get_shared(&ctx.state.store, ctx.info, ctx.ns(), &name)
+        .await?
+        .ok_or_else(|| objects::not_found(ctx.info, &name))?;
+    let out = crate::api::tokens::issue(&ctx, &sa.decoded.object, req).await?;
     Ok(body::json_response(StatusCode::CREATED, &out))
 }
