@@ -5,12 +5,14 @@
 //! that passes through several states faster than the API answers costs one
 //! write rather than one per state, and under load the writes shrink instead
 //! of queueing up. On a busy node (statuses arriving faster than
-//! [`BUSY_SUBMITS`] per [`RATE_WINDOW`]) a status of a pod still starting or
+//! [`BUSY_SUBMITS`] per [`RATE_WINDOW`]) a status of a pod that can end on
+//! its own (restartPolicy Never or OnFailure) and is still starting or
 //! running waits a few milliseconds before it is written ([`LINGER`]), so
 //! that a short pod (a Job's wasm command ends within a millisecond of its
 //! start) reports its end in one write instead of Running and then
-//! Succeeded; a pod's final status, and any status on a quiet node, is
-//! written at once. Failed writes are retried with back-off. Each patch names
+//! Succeeded. A pod's final status, any status of a restartPolicy Always
+//! pod (which never ends on its own, so a linger would only delay its
+//! Running) and any status on a quiet node are written at once. Failed writes are retried with back-off. Each patch names
 //! the pod's uid, so a write meant for a deleted pod is refused (422) rather
 //! than landing on a new pod of the same name.
 
@@ -34,7 +36,7 @@ const MAX_IN_FLIGHT: usize = 32;
 /// for one write instead of two for every pod that ends this soon after it
 /// started (kubelet's status manager gets the same effect from syncing
 /// through a channel that keeps only the newest status).
-const LINGER: Duration = Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(2);
 /// The node counts as busy, and non-final statuses linger, while more than
 /// this many statuses were submitted in the current or the last window
 /// (200 a second): below that, the writes a linger would save cost little
@@ -54,6 +56,7 @@ struct PodKey {
 struct Pending {
     uid: String,
     status: PodStatus,
+    can_end: bool,
 }
 
 impl Pending {
@@ -61,6 +64,11 @@ impl Pending {
     /// held back by [`LINGER`].
     fn is_final(&self) -> bool {
         matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
+    /// Whether a newer, final status may soon replace this one.
+    fn may_be_replaced_by_final(&self) -> bool {
+        self.can_end && !self.is_final()
     }
 }
 
@@ -142,7 +150,9 @@ impl StatusWriter {
     }
 
     /// Queues `status` as the pod's newest; replaces one not yet written.
-    pub fn submit(&self, namespace: &str, name: &str, uid: &str, status: PodStatus) {
+    /// `can_end`: the pod's restartPolicy is Never or OnFailure, so it may
+    /// reach Succeeded or Failed on its own.
+    pub fn submit(&self, namespace: &str, name: &str, uid: &str, status: PodStatus, can_end: bool) {
         let key = PodKey {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -150,6 +160,7 @@ impl StatusWriter {
         let pending = Pending {
             uid: uid.to_string(),
             status,
+            can_end,
         };
         self.shared.rate().record(Instant::now());
         let start_task = {
@@ -190,8 +201,8 @@ impl Shared {
         self.rate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// When the node is busy and the pending status of `key` is not final:
-    /// what wakes its linger early.
+    /// When the node is busy and the pending status of `key` may soon be
+    /// replaced by a final one: what wakes its linger early.
     fn linger_for(&self, key: &PodKey) -> Option<Arc<Notify>> {
         if !self.rate().busy(Instant::now()) {
             return None;
@@ -199,7 +210,7 @@ impl Shared {
         let slots = self.lock();
         let slot = slots.get(key)?;
         match &slot.pending {
-            Some(p) if !p.is_final() => Some(slot.final_arrived.clone()),
+            Some(p) if p.may_be_replaced_by_final() => Some(slot.final_arrived.clone()),
             _ => None,
         }
     }
@@ -343,7 +354,13 @@ mod tests {
     async fn busy_node(writer: &StatusWriter, writes: &Writes) {
         let n = BUSY_SUBMITS as usize + 1;
         for i in 0..n {
-            writer.submit("ns", &format!("other-{i}"), "uid", status("Succeeded"));
+            writer.submit(
+                "ns",
+                &format!("other-{i}"),
+                "uid",
+                status("Succeeded"),
+                true,
+            );
         }
         wait_for_writes(writes, n).await;
         writes.lock().unwrap().clear();
@@ -355,9 +372,9 @@ mod tests {
         let writer = StatusWriter::start(client, CancellationToken::new());
         busy_node(&writer, &writes).await;
         let began = Instant::now();
-        writer.submit("ns", "p", "uid-1", status("Running"));
+        writer.submit("ns", "p", "uid-1", status("Running"), true);
         tokio::time::sleep(Duration::from_millis(1)).await;
-        writer.submit("ns", "p", "uid-1", status("Succeeded"));
+        writer.submit("ns", "p", "uid-1", status("Succeeded"), true);
         wait_for_writes(&writes, 1).await;
         tokio::time::sleep(LINGER * 4).await;
         let writes = writes.lock().unwrap();
@@ -373,7 +390,7 @@ mod tests {
         let writer = StatusWriter::start(client, CancellationToken::new());
         busy_node(&writer, &writes).await;
         let began = Instant::now();
-        writer.submit("ns", "p", "uid-1", status("Running"));
+        writer.submit("ns", "p", "uid-1", status("Running"), true);
         wait_for_writes(&writes, 1).await;
         let writes = writes.lock().unwrap();
         assert_eq!(writes[0].0, "Running");
@@ -381,13 +398,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_pod_that_restarts_always_never_lingers() {
+        let (client, writes) = recording_client();
+        let writer = StatusWriter::start(client, CancellationToken::new());
+        busy_node(&writer, &writes).await;
+        let began = Instant::now();
+        writer.submit("ns", "web", "uid-1", status("Running"), false);
+        wait_for_writes(&writes, 1).await;
+        let writes = writes.lock().unwrap();
+        assert_eq!(writes[0].0, "Running");
+        assert!(writes[0].1 - began < LINGER, "{:?}", writes[0].1 - began);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn on_a_quiet_node_every_status_is_written_at_once() {
         let (client, writes) = recording_client();
         let writer = StatusWriter::start(client, CancellationToken::new());
         let began = Instant::now();
-        writer.submit("ns", "p", "uid-1", status("Running"));
+        writer.submit("ns", "p", "uid-1", status("Running"), true);
         wait_for_writes(&writes, 1).await;
-        writer.submit("ns", "p", "uid-1", status("Succeeded"));
+        writer.submit("ns", "p", "uid-1", status("Succeeded"), true);
         wait_for_writes(&writes, 2).await;
         let writes = writes.lock().unwrap();
         assert_eq!(

@@ -580,9 +580,10 @@ impl Worker {
         if self.last_status.as_ref() == Some(&status) {
             return;
         }
+        let can_end = self.restart_policy() != "Always";
         self.ctx
             .status
-            .submit(&self.ns, &self.name, &self.uid, status.clone());
+            .submit(&self.ns, &self.name, &self.uid, status.clone(), can_end);
         self.last_status = Some(status);
     }
 
