@@ -237,6 +237,20 @@ fn store_error(info: &ResourceInfo, name: &str, err: StoreError) -> ApiError {
     }
 }
 
+/// The stored value of one object; None when absent.
+async fn get_value(
+    store: &ObjectStore,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<KeyValue>, ApiError> {
+    let key = key(info, ns, name)?;
+    store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(info, name, e))
+}
+
 /// Reads one object; None when absent.
 pub async fn try_get(
     store: &ObjectStore,
@@ -244,12 +258,7 @@ pub async fn try_get(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Option<Stored>, ApiError> {
-    let key = key(info, ns, name)?;
-    match store
-        .get(&key)
-        .await
-        .map_err(|e| store_error(info, name, e))?
-    {
+    match get_value(store, info, ns, name).await? {
         Some(kv) => Ok(Some(Stored {
             obj: decode(store, info, &kv)?,
             mod_revision: kv.mod_revision,
@@ -265,12 +274,7 @@ pub async fn try_get_shared(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Option<SharedStored>, ApiError> {
-    let key = key(info, ns, name)?;
-    match store
-        .get(&key)
-        .await
-        .map_err(|e| store_error(info, name, e))?
-    {
+    match get_value(store, info, ns, name).await? {
         Some(kv) => Ok(Some(SharedStored {
             decoded: decode_shared(store, info, &kv, kv.mod_revision)?,
             mod_revision: kv.mod_revision,
