@@ -12,9 +12,10 @@
 //! start) reports its end in one write instead of Running and then
 //! Succeeded. A pod's final status, any status of a restartPolicy Always
 //! pod (which never ends on its own, so a linger would only delay its
-//! Running) and any status on a quiet node are written at once. Failed writes are retried with back-off. Each patch names
-//! the pod's uid, so a write meant for a deleted pod is refused (422) rather
-//! than landing on a new pod of the same name.
+//! Running) and any status on a quiet node are written at once. Failed
+//! writes are retried with back-off. Each patch names the pod's uid, so a
+//! write meant for a deleted pod is refused (422) rather than landing on a
+//! new pod of the same name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
