@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{Cluster, temp_data_dir};
 use super::phases::{Phases, count};
-use super::{Pace, create_pods, median_duration, median_of, ms, namespace, percentile, pod, send};
+use super::{
+    Pace, cpu_ms, create_pods, median_duration, median_of, ms, namespace, percentile, pod, send,
+};
 
 #[derive(clap::Args)]
 pub struct JobsArgs {
@@ -135,8 +137,8 @@ fn print_row(case: &str, run: &str, r: &Run) {
         r.p50.map_or("—".into(), ms),
         r.p99.map_or("—".into(), ms),
         ms(r.wall),
-        ms(r.cpu_per_pod),
-        ms(r.user_cpu_per_pod)
+        cpu_ms(r.cpu_per_pod),
+        cpu_ms(r.user_cpu_per_pod)
     );
 }
 

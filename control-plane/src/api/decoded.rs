@@ -8,8 +8,17 @@
 //! however many watchers see it. A small bounded memo, not a second copy of
 //! the store: entries are only useful while the readers of one write are
 //! catching up with it, and a miss just decodes again.
+//!
+//! The store tells its watchers of a write before the writer's own call
+//! returns, so a writer that kept its object only after the commit would
+//! lose the race to every watcher (each would decode the stored bytes). A
+//! writer therefore announces its object before it commits
+//! ([`DecodedObjects::announce`]); a watcher that misses the memo takes the
+//! announced object when the value it was sent is byte for byte the one
+//! announced, and stamps its revision on it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -129,6 +138,15 @@ impl MemoKey {
         }
     }
 
+    /// Where a write to this key announces its object.
+    fn pending_slot(&self) -> MemoKey {
+        MemoKey {
+            mod_revision: 0,
+            shown_at: 0,
+            ..self.clone()
+        }
+    }
+
     /// The same value shown at its own revision, as a write or a current read sees it.
     fn at_own_revision(&self) -> MemoKey {
         MemoKey {
@@ -151,6 +169,19 @@ struct Memo {
     entries: HashMap<MemoKey, Entry>,
     order: VecDeque<MemoKey>,
     bytes: usize,
+    /// Objects announced by writes not yet committed, by their key with
+    /// both revisions 0 (at most one per key; a second writer of the same
+    /// key while one is in flight just does without).
+    pending: HashMap<MemoKey, Pending>,
+}
+
+/// An announced object: the exact bytes it will be stored as, and the
+/// object a decode of them would give, still without a resourceVersion.
+struct Pending {
+    stored: Vec<u8>,
+    object: Value,
+    /// Which announcement this is, so a finished write removes only its own.
+    ticket: u64,
 }
 
 impl Memo {
@@ -212,6 +243,16 @@ impl Memo {
             .is_some_and(|e| now.saturating_duration_since(e.at) > age)
     }
 
+    /// The object announced for `kv` (same key, same stored bytes), taken
+    /// out of the announcements.
+    fn take_pending(&mut self, key: &MemoKey, kv: &KeyValue) -> Option<Value> {
+        let slot = key.pending_slot();
+        if self.pending.get(&slot)?.stored != kv.value {
+            return None;
+        }
+        self.pending.remove(&slot).map(|p| p.object)
+    }
+
     fn get(&self, key: &MemoKey) -> Option<Arc<DecodedObject>> {
         self.entries.get(key).map(|e| e.decoded.clone())
     }
@@ -238,6 +279,7 @@ enum Found {
 #[derive(Default)]
 pub struct DecodedObjects {
     memo: Mutex<Memo>,
+    tickets: AtomicU64,
 }
 
 impl DecodedObjects {
@@ -252,14 +294,25 @@ impl DecodedObjects {
         shown_at: Revision,
     ) -> Result<Arc<DecodedObject>, ApiError> {
         let key = MemoKey::new(info, &kv.key, kv.mod_revision, shown_at);
-        // Its own statement: the guard goes before any copy or decode.
-        let found = self.lock().find(&key);
-        let object = match found {
-            Some(Found::Exact(hit)) => return Ok(hit),
-            Some(Found::Restamp(own)) => restamped(&own.object, shown_at),
+        let (found, announced) = {
+            let mut memo = self.lock();
+            let found = memo.find(&key);
+            let announced = match found {
+                None if shown_at == kv.mod_revision => memo.take_pending(&key, kv),
+                _ => None,
+            };
+            (found, announced)
+        };
+        let object = match (found, announced) {
+            (Some(Found::Exact(hit)), _) => return Ok(hit),
+            (Some(Found::Restamp(own)), _) => restamped(&own.object, shown_at),
+            (None, Some(mut object)) => {
+                meta::set_resource_version(&mut object, shown_at);
+                object
+            }
             // Decode outside the lock; two watchers racing on a miss both
             // decode and the first insert wins.
-            None => objects::decode_uncached(store, info, kv, shown_at)?,
+            (None, None) => objects::decode_uncached(store, info, kv, shown_at)?,
         };
         let mut evicted = Vec::new();
         let kept = self.lock().insert(
@@ -306,9 +359,100 @@ impl DecodedObjects {
         drop(evicted);
     }
 
+    /// Announces `object`, about to be committed at `key` as the bytes
+    /// `stored`, to the watchers that may see the commit before the writer
+    /// does. `object` is what decoding `stored` gives, but for its
+    /// resourceVersion. The announcement ends with the returned guard:
+    /// [`Announced::committed`] keeps the object in the memo unless a
+    /// watcher already did; dropping the guard (the write failed) withdraws it.
+    pub fn announce(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        stored: Vec<u8>,
+        object: Value,
+    ) -> Announced<'_> {
+        let slot = MemoKey::new(info, key, 0, 0);
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let size = stored.len();
+        let mut memo = self.lock();
+        let announced = !memo.pending.contains_key(&slot);
+        if announced {
+            memo.pending.insert(
+                slot.clone(),
+                Pending {
+                    stored,
+                    object,
+                    ticket,
+                },
+            );
+        }
+        Announced {
+            memo: self,
+            slot,
+            ticket,
+            size,
+            announced,
+        }
+    }
+
+    fn withdraw(&self, slot: &MemoKey, ticket: u64) -> Option<Value> {
+        let mut memo = self.lock();
+        if memo.pending.get(slot)?.ticket != ticket {
+            return None;
+        }
+        memo.pending.remove(slot).map(|p| p.object)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Memo> {
         // The memo holds no invariant a panicking holder could break.
         self.memo.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An object announced by a write in flight; see [`DecodedObjects::announce`].
+pub struct Announced<'a> {
+    memo: &'a DecodedObjects,
+    slot: MemoKey,
+    ticket: u64,
+    size: usize,
+    /// False when another write of the key was in flight: nothing to withdraw.
+    announced: bool,
+}
+
+impl Announced<'_> {
+    /// The write committed at `revision`: keeps the object in the memo, if
+    /// no watcher took it first (it then is there already).
+    pub fn committed(mut self, revision: Revision) {
+        if !std::mem::take(&mut self.announced) {
+            return;
+        }
+        let Some(mut object) = self.memo.withdraw(&self.slot, self.ticket) else {
+            return;
+        };
+        meta::set_resource_version(&mut object, revision);
+        let key = MemoKey {
+            mod_revision: revision,
+            shown_at: revision,
+            ..self.slot.clone()
+        };
+        let mut evicted = Vec::new();
+        self.memo.lock().insert(
+            key,
+            Arc::new(DecodedObject::new(object)),
+            self.size,
+            &mut evicted,
+        );
+        drop(evicted);
+    }
+}
+
+impl Drop for Announced<'_> {
+    fn drop(&mut self) {
+        if self.announced {
+            // Dropped outside the memo's lock.
+            drop(self.memo.withdraw(&self.slot, self.ticket));
+        }
     }
 }
 
@@ -445,5 +589,61 @@ mod tests {
             "9"
         );
         assert!(memo.find(&key(6, 6)).is_none());
+    }
+
+    fn pods() -> &'static ResourceInfo {
+        crate::api::registry::lookup("", "v1", "pods").unwrap()
+    }
+
+    fn stored_kv(key: &str, value: &[u8], revision: Revision) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.to_vec(),
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+        }
+    }
+
+    const POD_KEY: &str = "/registry/core/pods/default/p";
+
+    fn pod() -> Value {
+        serde_json::json!({"kind": "Pod", "metadata": {"name": "p"}})
+    }
+
+    #[test]
+    fn a_committed_announcement_is_kept_at_its_revision() {
+        let memo = DecodedObjects::default();
+        memo.announce(pods(), POD_KEY, b"stored".to_vec(), pod())
+            .committed(7);
+        let kv = stored_kv(POD_KEY, b"stored", 7);
+        let kept = memo.copy_of(pods(), &kv, 7).expect("kept at 7");
+        assert_eq!(kept["metadata"]["resourceVersion"], "7");
+        assert!(memo.lock().pending.is_empty());
+    }
+
+    #[test]
+    fn a_watcher_ahead_of_the_writer_takes_the_announced_object() {
+        let memo = DecodedObjects::default();
+        let announced = memo.announce(pods(), POD_KEY, b"stored".to_vec(), pod());
+        let key = MemoKey::new(pods(), POD_KEY, 7, 7);
+        let other_bytes = stored_kv(POD_KEY, b"other", 7);
+        assert!(memo.lock().take_pending(&key, &other_bytes).is_none());
+        let same_bytes = stored_kv(POD_KEY, b"stored", 7);
+        assert_eq!(memo.lock().take_pending(&key, &same_bytes), Some(pod()));
+        // The writer finds it taken and keeps nothing of its own.
+        announced.committed(7);
+        assert!(memo.lock().entries.is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_withdraws_only_its_own_announcement() {
+        let memo = DecodedObjects::default();
+        let first = memo.announce(pods(), POD_KEY, b"one".to_vec(), pod());
+        // A second writer of the key while the first is in flight announces nothing.
+        drop(memo.announce(pods(), POD_KEY, b"two".to_vec(), pod()));
+        assert_eq!(memo.lock().pending.len(), 1);
+        drop(first);
+        assert!(memo.lock().pending.is_empty());
     }
 }

@@ -316,6 +316,15 @@ pub async fn put(
     let key = key(info, ns, name)?;
     let (bytes, obj) = encode_owned(info, obj)?;
     let sealed = store.encryption.seal(info, &key, bytes.clone())?;
+    // For a kind stored as served, what a read of it would decode is the
+    // object itself (`encode_owned` left its type set) with the new
+    // resourceVersion: announced now, for the watchers that see the
+    // commit before this call returns.
+    let announced = convert::is_stored_as_served(info).then(|| {
+        store
+            .decoded
+            .announce(info, &key, sealed.clone(), obj.clone())
+    });
     let mut compares = vec![Compare::ModRevision {
         key: key.clone(),
         equals: expected,
@@ -337,20 +346,21 @@ pub async fn put(
     if !resp.succeeded {
         return Err(classify_failure(store, info, &key, name, expected).await);
     }
-    // What a read of it now would decode: for a kind stored as served, the
-    // object itself with its type and new resourceVersion stamped.
-    let stored = if convert::is_stored_as_served(info) {
-        // `encode_owned` left it with its type set, as a decode would.
-        let mut obj = obj;
-        meta::set_resource_version(&mut obj, resp.revision);
-        obj
-    } else {
-        decode_json(info, &bytes, resp.revision)?
-    };
-    store
-        .decoded
-        .remember(info, &key, resp.revision, stored.clone(), bytes.len());
-    Ok(stored)
+    match announced {
+        Some(announced) => {
+            announced.committed(resp.revision);
+            let mut obj = obj;
+            meta::set_resource_version(&mut obj, resp.revision);
+            Ok(obj)
+        }
+        None => {
+            let stored = decode_json(info, &bytes, resp.revision)?;
+            store
+                .decoded
+                .remember(info, &key, resp.revision, stored.clone(), bytes.len());
+            Ok(stored)
+        }
+    }
 }
 
 /// Deletes the object at revision `expected`; returns the last value with

@@ -96,7 +96,7 @@ pub async fn admit(
     service_account::admit(attrs, obj).await?;
     // Validating plugins.
     limit_ranger::validate(attrs, &ranges, obj)?;
-    pod_security::validate(attrs, namespace.as_ref(), old, obj).await?;
+    pod_security::validate(attrs, namespace.as_ref().map(|ns| &ns.object), old, obj).await?;
     resource_quota::validate(attrs, obj).await
 }
 

@@ -4,8 +4,11 @@
 //! `kube-public` namespaces cannot be deleted (403). Deletes of other
 //! objects are always allowed.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
+use super::super::decoded::DecodedObject;
 use super::super::error::ApiError;
 use super::{Attributes, Operation, reads};
 
@@ -28,7 +31,7 @@ fn refuse_create(ns_name: &str, ns: &Value) -> Option<String> {
 }
 
 /// Admits a create or update; returns the object's namespace (for later plugins).
-pub async fn admit(attrs: &Attributes<'_>) -> Result<Option<Value>, ApiError> {
+pub async fn admit(attrs: &Attributes<'_>) -> Result<Option<Arc<DecodedObject>>, ApiError> {
     let Some(ns_name) = attrs.namespace.filter(|_| attrs.info.namespaced) else {
         return Ok(None);
     };
@@ -41,7 +44,7 @@ pub async fn admit(attrs: &Attributes<'_>) -> Result<Option<Value>, ApiError> {
         });
     };
     if attrs.operation == Operation::Create
-        && let Some(reason) = refuse_create(ns_name, &ns)
+        && let Some(reason) = refuse_create(ns_name, &ns.object)
     {
         return Err(attrs.forbidden(reason));
     }

@@ -4,8 +4,11 @@
 //! informer caches); a miss of one object is confirmed with a linearizable
 //! read, as NamespaceLifecycle's live lookup does.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
+use super::super::decoded::DecodedObject;
 use super::super::error::ApiError;
 use super::super::objects;
 use super::super::objects::ObjectStore;
@@ -18,20 +21,24 @@ pub fn core(plural: &str) -> Result<&'static ResourceInfo, ApiError> {
         .ok_or_else(|| ApiError::Internal(format!("{plural} are not registered")))
 }
 
-/// One object, or None when it does not exist.
+/// One object, or None when it does not exist. Shared through the memo of
+/// decoded objects: every write in a namespace reads its Namespace (and
+/// every pod create its ServiceAccount), which would otherwise be parsed
+/// again for each.
 pub async fn get(
     store: &ObjectStore,
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Arc<DecodedObject>>, ApiError> {
     let key = objects::key(info, ns, name)?;
     let local = store.get_at(&key, store.current_revision()).await?;
     let kv = match local {
         Some(kv) => Some(kv),
         None => store.get(&key).await?,
     };
-    kv.map(|kv| objects::decode(store, info, &kv)).transpose()
+    kv.map(|kv| objects::decode_shared(store, info, &kv, kv.mod_revision))
+        .transpose()
 }
 
 async fn range(

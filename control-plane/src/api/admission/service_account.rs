@@ -148,7 +148,7 @@ pub async fn admit(attrs: &Attributes<'_>, obj: &mut Value) -> Result<(), ApiErr
     if account.is_none() && name != DEFAULT {
         return Err(attrs.forbidden(missing(ns, &name)));
     }
-    if automount(obj, account.as_ref()) {
+    if automount(obj, account.as_ref().map(|a| &a.object)) {
         mount_token(obj, &super::super::lifecycle::random_suffix());
     }
     Ok(())
