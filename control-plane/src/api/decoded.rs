@@ -373,35 +373,30 @@ impl DecodedObjects {
         object: Value,
     ) -> Announced<'_> {
         let slot = MemoKey::new(info, key, 0, 0);
-        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
-        let size = stored.len();
         let mut memo = self.lock();
-        let announced = !memo.pending.contains_key(&slot);
-        if announced {
-            memo.pending.insert(
-                slot.clone(),
-                Pending {
-                    stored,
-                    object,
-                    ticket,
-                },
-            );
-        }
+        let ticket = (!memo.pending.contains_key(&slot)).then(|| {
+            let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+            let pending = Pending {
+                stored,
+                object,
+                ticket,
+            };
+            memo.pending.insert(slot.clone(), pending);
+            ticket
+        });
         Announced {
             memo: self,
             slot,
             ticket,
-            size,
-            announced,
         }
     }
 
-    fn withdraw(&self, slot: &MemoKey, ticket: u64) -> Option<Value> {
+    fn withdraw(&self, slot: &MemoKey, ticket: u64) -> Option<Pending> {
         let mut memo = self.lock();
         if memo.pending.get(slot)?.ticket != ticket {
             return None;
         }
-        memo.pending.remove(slot).map(|p| p.object)
+        memo.pending.remove(slot)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Memo> {
@@ -414,20 +409,21 @@ impl DecodedObjects {
 pub struct Announced<'a> {
     memo: &'a DecodedObjects,
     slot: MemoKey,
-    ticket: u64,
-    size: usize,
-    /// False when another write of the key was in flight: nothing to withdraw.
-    announced: bool,
+    /// None when another write of the key was in flight: nothing to withdraw.
+    ticket: Option<u64>,
 }
 
 impl Announced<'_> {
     /// The write committed at `revision`: keeps the object in the memo, if
     /// no watcher took it first (it then is there already).
     pub fn committed(mut self, revision: Revision) {
-        if !std::mem::take(&mut self.announced) {
+        let Some(ticket) = self.ticket.take() else {
             return;
-        }
-        let Some(mut object) = self.memo.withdraw(&self.slot, self.ticket) else {
+        };
+        let Some(Pending {
+            stored, mut object, ..
+        }) = self.memo.withdraw(&self.slot, ticket)
+        else {
             return;
         };
         meta::set_resource_version(&mut object, revision);
@@ -440,7 +436,7 @@ impl Announced<'_> {
         self.memo.lock().insert(
             key,
             Arc::new(DecodedObject::new(object)),
-            self.size,
+            stored.len(),
             &mut evicted,
         );
         drop(evicted);
@@ -449,9 +445,9 @@ impl Announced<'_> {
 
 impl Drop for Announced<'_> {
     fn drop(&mut self) {
-        if self.announced {
+        if let Some(ticket) = self.ticket {
             // Dropped outside the memo's lock.
-            drop(self.memo.withdraw(&self.slot, self.ticket));
+            drop(self.memo.withdraw(&self.slot, ticket));
         }
     }
 }
