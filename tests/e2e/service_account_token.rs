@@ -228,3 +228,119 @@ spec:
     ]);
     assert_eq!(whoami(&cluster, &token).await, Err(401));
 }
+
+/// Where the node keeps pod `uid`'s token volume, if it still exists: in
+/// memory (`/dev/shm/skiff/<node>/<uid>`), or in the pod's directory where
+/// the host has no /dev/shm.
+fn token_volume_of(cluster: &Cluster, uid: &str) -> Option<std::path::PathBuf> {
+    let in_memory = std::fs::read_dir("/dev/shm/skiff")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|node| node.path().join(uid))
+        .find(|dir| dir.exists());
+    let on_disk = || {
+        std::fs::read_dir(cluster.dir().join("node/pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|pod| pod.file_name().to_string_lossy().ends_with(uid))
+            .map(|pod| pod.path().join("volumes"))
+            .find(|dir| dir.exists())
+    };
+    in_memory.or_else(on_disk)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_finished_pods_token_volume_is_removed_and_its_logs_stay() {
+    let mut cluster = Cluster::start();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: apps}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: once, namespace: apps}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: samples/wasm/toolbox.wasm
+    args: ["cat", "{DIR}/namespace"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: long, namespace: apps}}
+spec:
+  containers:
+  - name: main
+    image: samples/wasm/toolbox.wasm
+    args: ["sleep", "3600"]
+"#
+        )),
+    );
+    let phase = |pod: &str| {
+        field(
+            &cluster,
+            &[
+                "get",
+                "pod",
+                pod,
+                "-n",
+                "apps",
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        )
+    };
+    let uid = |pod: &str| {
+        field(
+            &cluster,
+            &[
+                "get",
+                "pod",
+                pod,
+                "-n",
+                "apps",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+        )
+    };
+    cluster.wait_for("long to run", Duration::from_secs(60), || {
+        phase("long") == "Running"
+    });
+    let long = uid("long");
+    let long_volume = token_volume_of(&cluster, &long);
+    assert!(long_volume.is_some(), "a running pod's token volume exists");
+
+    cluster.wait_for("once to succeed", Duration::from_secs(60), || {
+        phase("once") == "Succeeded"
+    });
+    let once = uid("once");
+    cluster.wait_for("once's volumes to go", Duration::from_secs(30), || {
+        token_volume_of(&cluster, &once).is_none()
+    });
+    // It read its namespace from the volume; its log outlives the volume.
+    assert_eq!(
+        cluster.kubectl(&["logs", "once", "-n", "apps"]).trim(),
+        "apps"
+    );
+    assert_eq!(phase("once"), "Succeeded");
+    assert!(
+        token_volume_of(&cluster, &long).is_some(),
+        "still running: kept"
+    );
+
+    // A stopped node leaves nothing in memory.
+    cluster.stop();
+    assert_eq!(token_volume_of(&cluster, &long), None);
+    if let Some(dir) = long_volume.filter(|d| d.starts_with("/dev/shm")) {
+        let node_root = dir.parent().expect("node root").to_path_buf();
+        assert!(!node_root.exists(), "{} left behind", node_root.display());
+    }
+}

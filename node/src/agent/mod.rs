@@ -65,7 +65,12 @@ pub async fn run(
             shutdown.clone(),
         ));
         tracing::info!(listen = %config.listen, "node agent running");
+        let memory_root = ctx.memory_root.clone();
         run_pod_manager(ctx, changed_rx, shutdown.clone()).await;
+        // Every pod has stopped: nothing of theirs stays in memory.
+        if let Some(root) = memory_root {
+            sweep_memory_volumes(root).await;
+        }
         let _ = lease.await;
         let _ = node_status.await;
         let _ = server.await;
@@ -96,6 +101,12 @@ async fn build_context(
         wasm,
         config.image_base_dir.clone(),
     ));
+    // Pods do not outlive the agent: what a previous run left in memory
+    // (it was killed before its pods were cleaned up) is stale.
+    let memory_root = crate::pods::volumes::memory_volume_root(&config.data_dir);
+    if let Some(root) = &memory_root {
+        sweep_memory_volumes(root.clone()).await;
+    }
     let data_dir = config.data_dir.clone();
     let reading = tokio::task::spawn_blocking(move || HostReading::read(&data_dir))
         .await
@@ -120,6 +131,19 @@ async fn build_context(
         host_ip: config.internal_ip().to_string(),
         node_cpu: f64::from(reading.cpus),
         node_memory: reading.memory_total as f64,
+        memory_root,
         client,
     })
+}
+
+/// Removes this node's in-memory volume directory and everything in it.
+async fn sweep_memory_volumes(root: std::path::PathBuf) {
+    let swept = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&root) {
+        Ok(()) => tracing::debug!(dir = %root.display(), "in-memory volumes removed"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(dir = %root.display(), error = %e, "cannot remove in-memory volumes")
+        }
+    });
+    let _ = swept.await;
 }

@@ -19,6 +19,7 @@ use super::table::{ContainerView, PodView};
 use super::tokens::{self, token_sources};
 use super::volumes::{
     VolumeContext, VolumeError, container_mounts, projected_files, volume_dir, write_projection,
+    write_projection_before_start,
 };
 use super::worker::{CtrKey, Report, Worker};
 use crate::logs::{StreamKind, container_log_path};
@@ -87,6 +88,7 @@ impl Worker {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let vctx = VolumeContext {
             pod_dir: &self.pod_dir,
+            memory_root: self.ctx.memory_root.as_deref(),
             claim_dirs: &self.claim_dirs,
             allow_host_path: self.ctx.config.allow_host_path,
         };
@@ -103,7 +105,7 @@ impl Worker {
             match projected_files(v, &facts, self.ctx.objects.as_ref(), &self.tokens)? {
                 Some(files) => {
                     let previous = self.projections.get(&v.name).cloned().unwrap_or_default();
-                    write_projection(&dir, &files, &previous)?;
+                    write_projection_before_start(&dir, &files, &previous)?;
                     self.projections.insert(v.name.clone(), files);
                 }
                 None => std::fs::create_dir_all(&dir)
@@ -131,7 +133,35 @@ impl Worker {
     /// its containers have not all finished.
     pub(super) fn keeps_tokens_fresh(&self) -> bool {
         let finished = !self.main.is_empty() && self.main.iter().all(|c| c.done);
-        self.volumes_ready && !finished
+        self.volumes_ready && !self.volumes_torn_down && !finished
+    }
+
+    /// Once the pod has reached Succeeded or Failed, its volumes go, as
+    /// kubelet unmounts a terminated pod's (without
+    /// `--keep-terminated-pod-volumes`): in-memory ones would otherwise hold
+    /// their memory until the pod is deleted, which for a finished Job's pods
+    /// may be never. The logs stay, for `kubectl logs`, until the pod is deleted.
+    pub(super) async fn tear_down_volumes(&mut self) {
+        if self.volumes_torn_down || !self.volumes_ready {
+            return;
+        }
+        let phase = self.last_status.as_ref().and_then(|s| s.phase.as_deref());
+        if !matches!(phase, Some("Succeeded" | "Failed")) {
+            return;
+        }
+        self.volumes_torn_down = true;
+        self.projections.clear();
+        self.volume_dirs.clear();
+        let (pod_dir, memory_root, uid) = (
+            self.pod_dir.clone(),
+            self.ctx.memory_root.clone(),
+            self.uid.clone(),
+        );
+        let removed = tokio::task::spawn_blocking(move || {
+            super::volumes::remove_pod_volumes(&pod_dir, memory_root.as_deref(), &uid)
+        });
+        let _ = removed.await;
+        tracing::debug!("volumes torn down");
     }
 
     /// Replaces tokens past 80% of their lifetime and rewrites their files;
@@ -166,7 +196,7 @@ impl Worker {
 
     /// Re-writes configMap/secret/downwardAPI volumes after their sources changed.
     pub(super) fn refresh_projections(&mut self) {
-        if !self.volumes_ready {
+        if !self.volumes_ready || self.volumes_torn_down {
             self.retry_at = None;
             return;
         }

@@ -1,6 +1,7 @@
 //! `NodeContext`: what every pod worker and the node server share (config,
 //! API client, runtime, IPAM, logs, object caches, the pod table, events).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::events::EventRecorder;
@@ -29,4 +30,6 @@ pub struct NodeContext {
     /// Node allocatable cpu (cores) and memory (bytes), for resourceFieldRef defaults.
     pub node_cpu: f64,
     pub node_memory: f64,
+    /// Where this node's in-memory volumes live (`volumes::memory_volume_root`).
+    pub memory_root: Option<PathBuf>,
 }

@@ -226,6 +226,9 @@ impl Shared {
     }
 }
 
+/// The response form of a write whose caller needs none of the object.
+const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
 /// The one task writing `key`'s statuses until none is left.
 async fn write_pod(shared: Arc<Shared>, key: PodKey) {
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX, Duration::MAX);
@@ -265,8 +268,9 @@ async fn write_pod(shared: Arc<Shared>, key: PodKey) {
     }
 }
 
-/// One `pods/status` merge patch; false when it should be retried. The
-/// response (the whole pod) is read but not decoded: nothing here uses it.
+/// One `pods/status` merge patch; false when it should be retried. Nothing
+/// here uses the response, so it is asked for as PartialObjectMetadata: the
+/// server encodes the pod's metadata only, not its spec and status.
 async fn write(client: &kube::Client, key: &PodKey, pending: &Pending) -> bool {
     let patch = serde_json::json!({
         "metadata": { "uid": pending.uid },
@@ -281,6 +285,7 @@ async fn write(client: &kube::Client, key: &PodKey, pending: &Pending) -> bool {
                 key.namespace, key.name
             ))
             .header(http::header::CONTENT_TYPE, "application/merge-patch+json")
+            .header(http::header::ACCEPT, METADATA_ONLY)
             .body(body)
             .map_err(kube::Error::HttpError)
         });

@@ -255,13 +255,14 @@ impl Worker {
         }
         self.ctx.table.remove(&self.ns, &self.name, &self.uid);
         self.ctx.ipam.release(&self.uid);
-        let dirs: Vec<_> = std::iter::once(self.pod_dir.clone())
-            .chain(super::volumes::memory_volume_root().map(|root| root.join(&self.uid)))
-            .collect();
+        let (pod_dir, memory_root, uid) = (
+            self.pod_dir.clone(),
+            self.ctx.memory_root.clone(),
+            self.uid.clone(),
+        );
         let _ = tokio::task::spawn_blocking(move || {
-            for d in dirs {
-                let _ = std::fs::remove_dir_all(d);
-            }
+            super::volumes::remove_pod_volumes(&pod_dir, memory_root.as_deref(), &uid);
+            let _ = std::fs::remove_dir_all(&pod_dir);
         })
         .await;
     }

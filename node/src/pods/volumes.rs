@@ -1,10 +1,11 @@
 //! Pod volumes on the node: where each volume lives (`<pod dir>/volumes/<name>`;
 //! emptyDir `medium: Memory`, secret, projected and downwardAPI in memory
-//! under /dev/shm; a bound PVC's directory as `claims.rs` found it; hostPath
-//! when allowed), the files a configMap / secret / downwardAPI / projected
-//! volume holds (pure; the ServiceAccount tokens of `serviceAccountToken`
-//! sources are fetched beforehand, see `tokens.rs`), and writing them so
-//! updates replace files atomically.
+//! under the node's directory in /dev/shm; a bound PVC's directory as
+//! `claims.rs` found it; hostPath when allowed), the files a configMap /
+//! secret / downwardAPI / projected volume holds (pure; the ServiceAccount
+//! tokens of `serviceAccountToken` sources are fetched beforehand, see
+//! `tokens.rs`), writing them so updates replace files atomically, and
+//! tearing a pod's volumes down.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct ProjectedFile {
 /// Node-level facts volumes need.
 pub struct VolumeContext<'a> {
     pub pod_dir: &'a Path,
+    /// This node's directory for in-memory volumes ([`memory_volume_root`]).
+    pub memory_root: Option<&'a Path>,
     /// The directories of the pod's bound claims, by volume name (`claims.rs`).
     pub claim_dirs: &'a BTreeMap<String, PathBuf>,
     pub allow_host_path: bool,
@@ -71,17 +74,53 @@ pub fn volume_dir(
         .is_some_and(|e| e.medium.as_deref() == Some("Memory"));
     let in_memory =
         memory_emptydir || v.secret.is_some() || v.projected.is_some() || v.downward_api.is_some();
-    if in_memory && let Some(root) = memory_volume_root() {
+    if in_memory && let Some(root) = ctx.memory_root {
         return Ok(root.join(uid).join(&v.name));
     }
-    Ok(ctx.pod_dir.join("volumes").join(&v.name))
+    Ok(pod_volumes_dir(ctx.pod_dir).join(&v.name))
 }
 
-/// Where in-memory volumes of pod `uid` live (`<root>/<uid>/<volume>`):
-/// `/dev/shm/skiff` where `/dev/shm` is a tmpfs directory, else None.
-pub fn memory_volume_root() -> Option<PathBuf> {
+/// Where a pod's on-disk volumes live, inside its directory (beside its logs).
+pub fn pod_volumes_dir(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("volumes")
+}
+
+/// Where the in-memory volumes of the node whose data directory is
+/// `node_data_dir` live (`<root>/<uid>/<volume>`): `/dev/shm/skiff/<id>`,
+/// `<id>` a hash of the data directory's path, so that the nodes of several
+/// clusters on one host never share (or sweep) each other's; None where
+/// `/dev/shm` is not a directory.
+pub fn memory_volume_root(node_data_dir: &Path) -> Option<PathBuf> {
     let shm = Path::new("/dev/shm");
-    shm.is_dir().then(|| shm.join("skiff"))
+    if !shm.is_dir() {
+        return None;
+    }
+    let dir = std::fs::canonicalize(node_data_dir).unwrap_or_else(|_| node_data_dir.to_path_buf());
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let id = dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    Some(shm.join("skiff").join(format!("{id:016x}")))
+}
+
+/// Removes what a pod's volumes hold on this node: its in-memory volumes
+/// and the on-disk ones in its directory (emptyDir, and configMap volumes
+/// where there is no tmpfs). Claims and hostPath directories are not the
+/// pod's and stay.
+pub fn remove_pod_volumes(pod_dir: &Path, memory_root: Option<&Path>, uid: &str) {
+    for dir in std::iter::once(pod_volumes_dir(pod_dir)).chain(memory_root.map(|r| r.join(uid))) {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's volumes")
+            }
+        }
+    }
 }
 
 /// The files a configMap, secret, downwardAPI or projected volume holds
@@ -266,6 +305,33 @@ pub fn write_projection(
     files: &[ProjectedFile],
     previous: &[ProjectedFile],
 ) -> Result<bool, VolumeError> {
+    write_files(dir, files, previous, Replace::Atomically)
+}
+
+/// Writes a projected volume before any container of the pod has started
+/// (so none can see a file half written): each file in place, without the
+/// temporary name and rename of [`write_projection`].
+pub fn write_projection_before_start(
+    dir: &Path,
+    files: &[ProjectedFile],
+    previous: &[ProjectedFile],
+) -> Result<bool, VolumeError> {
+    write_files(dir, files, previous, Replace::InPlace)
+}
+
+/// How [`write_files`] replaces a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Atomically,
+    InPlace,
+}
+
+fn write_files(
+    dir: &Path,
+    files: &[ProjectedFile],
+    previous: &[ProjectedFile],
+    replace: Replace,
+) -> Result<bool, VolumeError> {
     let io = |what: &str, p: &Path, e: std::io::Error| {
         VolumeError(format!("{what} {}: {e}", p.display()))
     };
@@ -274,23 +340,28 @@ pub fn write_projection(
     for f in files {
         let rel = safe_relative(&f.path)
             .ok_or_else(|| VolumeError(format!("invalid item path {:?}", f.path)))?;
-        if previous.contains(f) && dir.join(&rel).exists() {
+        let target = dir.join(&rel);
+        if previous.contains(f) && target.exists() {
             continue;
         }
-        let target = dir.join(&rel);
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = target.parent()
+            && parent != dir
+        {
             std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
         }
-        let tmp = target.with_file_name(format!(
-            "..{}.tmp",
-            target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("file")
-        ));
-        std::fs::write(&tmp, &f.data).map_err(|e| io("writing", &tmp, e))?;
-        set_mode(&tmp, f.mode);
-        std::fs::rename(&tmp, &target).map_err(|e| io("renaming", &target, e))?;
+        if replace == Replace::InPlace {
+            write_file(&target, f).map_err(|e| io("writing", &target, e))?;
+        } else {
+            let tmp = target.with_file_name(format!(
+                "..{}.tmp",
+                target
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("file")
+            ));
+            write_file(&tmp, f).map_err(|e| io("writing", &tmp, e))?;
+            std::fs::rename(&tmp, &target).map_err(|e| io("renaming", &target, e))?;
+        }
         changed = true;
     }
     for old in previous {
@@ -304,14 +375,23 @@ pub fn write_projection(
     Ok(changed)
 }
 
+/// Writes one projected file with its mode (set on the open file, so the
+/// umask does not narrow it).
+fn write_file(path: &Path, f: &ProjectedFile) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path)?;
+    set_mode(&file, f.mode);
+    file.write_all(&f.data)
+}
+
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) {
+fn set_mode(file: &std::fs::File, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777));
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777));
 }
 
 #[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) {}
+fn set_mode(_file: &std::fs::File, _mode: u32) {}
 
 /// The container's mounts, from its volumeMounts and the pod's volume directories.
 pub fn container_mounts(
@@ -568,6 +648,73 @@ mod tests {
         );
         assert!(!dir.path().join("sub/b").exists());
         assert!(write_projection(dir.path(), &[f("../escape", "x")], &[]).is_err());
+    }
+
+    #[test]
+    fn writes_a_first_projection_in_place_with_its_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![
+            ProjectedFile {
+                path: "token".into(),
+                data: b"t".to_vec(),
+                mode: 0o600,
+            },
+            ProjectedFile {
+                path: "sub/ca.crt".into(),
+                data: b"c".to_vec(),
+                mode: 0o644,
+            },
+        ];
+        assert!(write_projection_before_start(dir.path(), &files, &[]).unwrap());
+        assert_eq!(std::fs::read(dir.path().join("token")).unwrap(), b"t");
+        assert_eq!(std::fs::read(dir.path().join("sub/ca.crt")).unwrap(), b"c");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &str| {
+                std::fs::metadata(dir.path().join(p))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777
+            };
+            assert_eq!(mode("token"), 0o600);
+            assert_eq!(mode("sub/ca.crt"), 0o644);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn removes_a_pods_volumes_but_not_its_logs() {
+        let root = tempfile::tempdir().unwrap();
+        let pod_dir = root.path().join("pods/ns_p_uid1");
+        let memory = root.path().join("shm");
+        std::fs::create_dir_all(pod_volumes_dir(&pod_dir).join("scratch")).unwrap();
+        std::fs::create_dir_all(pod_dir.join("app")).unwrap();
+        std::fs::write(pod_dir.join("app/0.log"), "line\n").unwrap();
+        std::fs::create_dir_all(memory.join("uid1/kube-api-access")).unwrap();
+        std::fs::create_dir_all(memory.join("uid2/kube-api-access")).unwrap();
+        remove_pod_volumes(&pod_dir, Some(&memory), "uid1");
+        assert!(!pod_volumes_dir(&pod_dir).exists());
+        assert!(!memory.join("uid1").exists());
+        assert!(memory.join("uid2").exists(), "another pod's volumes stay");
+        assert!(pod_dir.join("app/0.log").exists(), "logs stay");
+        // Nothing there: nothing to do, no error.
+        remove_pod_volumes(&pod_dir, Some(&memory), "uid1");
+    }
+
+    #[test]
+    fn each_node_data_dir_has_its_own_memory_root() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        if let (Some(ra), Some(rb)) = (memory_volume_root(a.path()), memory_volume_root(b.path())) {
+            assert_ne!(ra, rb);
+            assert_eq!(Some(ra.clone()), memory_volume_root(a.path()));
+            assert!(ra.starts_with("/dev/shm/skiff"));
+        }
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Worker {
     pub(super) pull_backoff: Backoff,
     pub(super) retry_at: Option<Instant>,
     pub(super) volumes_ready: bool,
+    /// The pod finished and its volumes were removed (see `tear_down_volumes`).
+    pub(super) volumes_torn_down: bool,
     /// Back-off between attempts to set up the volumes, and since when they are awaited.
     pub(super) mount_backoff: Backoff,
     pub(super) mount_waiting_since: Option<Instant>,
@@ -181,6 +183,7 @@ impl Worker {
             images_ready: false,
             retry_at: None,
             volumes_ready: false,
+            volumes_torn_down: false,
             mount_backoff: Backoff::new(MOUNT_RETRY_INITIAL, MOUNT_RETRY_MAX, Duration::MAX),
             mount_waiting_since: None,
             claim_dirs: BTreeMap::new(),
@@ -623,6 +626,7 @@ pub async fn run_worker(
             w.rotate_tokens().await;
             w.step().await;
             w.publish();
+            w.tear_down_volumes().await;
             let wake = w.next_wake();
             tokio::select! {
                 _ = shutdown.cancelled() => {
