@@ -38,6 +38,12 @@ fn field(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&cluster.kubectl_output(args).stdout).into_owned()
 }
 
+/// A jsonpath of pod `pod` in namespace `apps`.
+fn pod_field(cluster: &Cluster, pod: &str, path: &str) -> String {
+    let jsonpath = format!("jsonpath={path}");
+    field(cluster, &["get", "pod", pod, "-n", "apps", "-o", &jsonpath])
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_get_a_working_service_account_token() {
     let cluster = Cluster::start();
@@ -283,34 +289,8 @@ spec:
 "#
         )),
     );
-    let phase = |pod: &str| {
-        field(
-            &cluster,
-            &[
-                "get",
-                "pod",
-                pod,
-                "-n",
-                "apps",
-                "-o",
-                "jsonpath={.status.phase}",
-            ],
-        )
-    };
-    let uid = |pod: &str| {
-        field(
-            &cluster,
-            &[
-                "get",
-                "pod",
-                pod,
-                "-n",
-                "apps",
-                "-o",
-                "jsonpath={.metadata.uid}",
-            ],
-        )
-    };
+    let phase = |pod: &str| pod_field(&cluster, pod, "{.status.phase}");
+    let uid = |pod: &str| pod_field(&cluster, pod, "{.metadata.uid}");
     cluster.wait_for("long to run", Duration::from_secs(60), || {
         phase("long") == "Running"
     });

@@ -138,12 +138,6 @@ async fn build_context(
 
 /// Removes this node's in-memory volume directory and everything in it.
 async fn sweep_memory_volumes(root: std::path::PathBuf) {
-    let swept = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&root) {
-        Ok(()) => tracing::debug!(dir = %root.display(), "in-memory volumes removed"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            tracing::warn!(dir = %root.display(), error = %e, "cannot remove in-memory volumes")
-        }
-    });
+    let swept = tokio::task::spawn_blocking(move || crate::pods::volumes::remove_tree(&root));
     let _ = swept.await;
 }

@@ -113,13 +113,17 @@ pub fn memory_volume_root(node_data_dir: &Path) -> Option<PathBuf> {
 /// pod's and stay.
 pub fn remove_pod_volumes(pod_dir: &Path, memory_root: Option<&Path>, uid: &str) {
     for dir in std::iter::once(pod_volumes_dir(pod_dir)).chain(memory_root.map(|r| r.join(uid))) {
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a pod's volumes")
-            }
-        }
+        remove_tree(&dir);
+    }
+}
+
+/// Removes `dir` and everything in it; one that is not there is no error,
+/// any other failure is logged (what is left is only disk or memory).
+pub fn remove_tree(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove volumes"),
     }
 }
 
