@@ -74,7 +74,7 @@ pub struct DecodedObject {
 }
 
 impl DecodedObject {
-    fn new(object: Value) -> DecodedObject {
+    pub(super) fn new(object: Value) -> DecodedObject {
         DecodedObject {
             object,
             lines: Default::default(),
@@ -339,7 +339,8 @@ impl DecodedObjects {
     }
 
     /// Keeps `object`, just written at `key` as `revision` (`size` stored
-    /// bytes), for the readers that follow the write.
+    /// bytes), for the readers that follow the write; returns what the memo
+    /// holds for it (a racing reader's copy, if it came first).
     pub fn remember(
         &self,
         info: &ResourceInfo,
@@ -347,16 +348,17 @@ impl DecodedObjects {
         revision: Revision,
         object: Value,
         size: usize,
-    ) {
+    ) -> Arc<DecodedObject> {
         let key = MemoKey::new(info, key, revision, revision);
         let mut evicted = Vec::new();
-        self.lock().insert(
+        let kept = self.lock().insert(
             key,
             Arc::new(DecodedObject::new(object)),
             size,
             &mut evicted,
         );
         drop(evicted);
+        kept
     }
 
     /// Announces `object`, about to be committed at `key` as the bytes
@@ -374,7 +376,9 @@ impl DecodedObjects {
     ) -> Announced<'_> {
         let slot = MemoKey::new(info, key, 0, 0);
         let mut memo = self.lock();
-        let ticket = (!memo.pending.contains_key(&slot)).then(|| {
+        let (ticket, unannounced) = if memo.pending.contains_key(&slot) {
+            (None, Some((object, stored.len())))
+        } else {
             let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
             let pending = Pending {
                 stored,
@@ -382,12 +386,13 @@ impl DecodedObjects {
                 ticket,
             };
             memo.pending.insert(slot.clone(), pending);
-            ticket
-        });
+            (Some(ticket), None)
+        };
         Announced {
             memo: self,
             slot,
             ticket,
+            unannounced,
         }
     }
 
@@ -411,35 +416,43 @@ pub struct Announced<'a> {
     slot: MemoKey,
     /// None when another write of the key was in flight: nothing to withdraw.
     ticket: Option<u64>,
+    /// The object and its stored size when it could not be announced (that
+    /// other write held the key's slot).
+    unannounced: Option<(Value, usize)>,
 }
 
 impl Announced<'_> {
     /// The write committed at `revision`: keeps the object in the memo, if
-    /// no watcher took it first (it then is there already).
-    pub fn committed(mut self, revision: Revision) {
-        let Some(ticket) = self.ticket.take() else {
-            return;
-        };
-        let Some(Pending {
-            stored, mut object, ..
-        }) = self.memo.withdraw(&self.slot, ticket)
-        else {
-            return;
-        };
-        meta::set_resource_version(&mut object, revision);
+    /// no watcher took it first (it then is there already), and returns the
+    /// memo's object. None only when a watcher took it and the memo has
+    /// already let it go again (the caller decodes the stored bytes).
+    pub fn committed(mut self, revision: Revision) -> Option<Arc<DecodedObject>> {
         let key = MemoKey {
             mod_revision: revision,
             shown_at: revision,
             ..self.slot.clone()
         };
+        let withdrawn = match (self.ticket.take(), self.unannounced.take()) {
+            (Some(ticket), _) => self
+                .memo
+                .withdraw(&self.slot, ticket)
+                .map(|p| (p.object, p.stored.len())),
+            (None, unannounced) => unannounced,
+        };
+        let Some((mut object, size)) = withdrawn else {
+            // A watcher took the announcement and kept the object.
+            return self.memo.lock().get(&key);
+        };
+        meta::set_resource_version(&mut object, revision);
         let mut evicted = Vec::new();
-        self.memo.lock().insert(
+        let kept = self.memo.lock().insert(
             key,
             Arc::new(DecodedObject::new(object)),
-            stored.len(),
+            size,
             &mut evicted,
         );
         drop(evicted);
+        Some(kept)
     }
 }
 
@@ -610,12 +623,42 @@ mod tests {
     #[test]
     fn a_committed_announcement_is_kept_at_its_revision() {
         let memo = DecodedObjects::default();
-        memo.announce(pods(), POD_KEY, b"stored".to_vec(), pod())
-            .committed(7);
-        let kv = stored_kv(POD_KEY, b"stored", 7);
-        let kept = memo.copy_of(pods(), &kv, 7).expect("kept at 7");
-        assert_eq!(kept["metadata"]["resourceVersion"], "7");
+        let written = memo
+            .announce(pods(), POD_KEY, b"stored".to_vec(), pod())
+            .committed(7)
+            .expect("the writer gets the memo's object");
+        let kept = memo.lock().get(&MemoKey::new(pods(), POD_KEY, 7, 7));
+        let kept = kept.expect("kept at 7");
+        assert!(Arc::ptr_eq(&written, &kept), "shared, not copied");
+        assert_eq!(kept.object["metadata"]["resourceVersion"], "7");
         assert!(memo.lock().pending.is_empty());
+    }
+
+    #[test]
+    fn a_writer_whose_announcement_a_watcher_took_gets_the_watchers_object() {
+        let memo = DecodedObjects::default();
+        let announced = memo.announce(pods(), POD_KEY, b"stored".to_vec(), pod());
+        // What a watcher's `decode` does on a miss: take the announced
+        // object, stamp its revision, keep it.
+        let key = MemoKey::new(pods(), POD_KEY, 7, 7);
+        let taken = memo.lock().take_pending(&key, &stored_kv(POD_KEY, b"stored", 7));
+        let mut taken = taken.expect("announced");
+        meta::set_resource_version(&mut taken, 7);
+        let watched = Arc::new(DecodedObject::new(taken));
+        memo.lock().insert(key, watched.clone(), 6, &mut Vec::new());
+        let written = announced.committed(7).expect("the watcher kept it");
+        assert!(Arc::ptr_eq(&watched, &written));
+    }
+
+    #[test]
+    fn a_write_that_could_not_announce_still_gets_its_object_kept() {
+        let memo = DecodedObjects::default();
+        let first = memo.announce(pods(), POD_KEY, b"one".to_vec(), pod());
+        let second = memo.announce(pods(), POD_KEY, b"two".to_vec(), pod());
+        drop(first);
+        let written = second.committed(8).expect("kept");
+        assert_eq!(written.object["metadata"]["resourceVersion"], "8");
+        assert!(memo.lock().get(&MemoKey::new(pods(), POD_KEY, 8, 8)).is_some());
     }
 
     #[test]
@@ -627,8 +670,9 @@ mod tests {
         assert!(memo.lock().take_pending(&key, &other_bytes).is_none());
         let same_bytes = stored_kv(POD_KEY, b"stored", 7);
         assert_eq!(memo.lock().take_pending(&key, &same_bytes), Some(pod()));
-        // The writer finds it taken and keeps nothing of its own.
-        announced.committed(7);
+        // The writer finds it taken, keeps nothing of its own, and (the
+        // taker having kept nothing either) has nothing to hand back.
+        assert!(announced.committed(7).is_none());
         assert!(memo.lock().entries.is_empty());
     }
 

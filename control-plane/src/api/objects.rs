@@ -91,6 +91,44 @@ impl SharedStored {
     }
 }
 
+/// An object as a write hands it back: the stored object, shared with the
+/// memo's readers (so answering the write copies nothing), or one the
+/// handler made itself (a dry run, an update that changed nothing, a
+/// delete's last value). Reads as the object it holds.
+pub enum Written {
+    Shared(Arc<DecodedObject>),
+    Owned(Value),
+}
+
+impl Deref for Written {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        match self {
+            Written::Shared(decoded) => &decoded.object,
+            Written::Owned(obj) => obj,
+        }
+    }
+}
+
+impl From<Value> for Written {
+    fn from(obj: Value) -> Written {
+        Written::Owned(obj)
+    }
+}
+
+impl Written {
+    /// The object, owned: a copy only when the memo still shares it.
+    pub fn into_value(self) -> Value {
+        match self {
+            Written::Shared(decoded) => {
+                Arc::try_unwrap(decoded).map_or_else(|shared| shared.object.clone(), |d| d.object)
+            }
+            Written::Owned(obj) => obj,
+        }
+    }
+}
+
 /// The resource name in errors: `pods` or `deployments.apps`.
 fn group_of(info: &ResourceInfo) -> String {
     info.group.to_string()
@@ -303,7 +341,8 @@ pub struct SideEffects {
 }
 
 /// Writes `obj` at `name`: create when `expected` is 0, else replace the
-/// object at revision `expected`. Returns the object as stored.
+/// object at revision `expected`. Returns the object as stored, shared
+/// with the memo.
 pub async fn put(
     store: &ObjectStore,
     info: &ResourceInfo,
@@ -312,19 +351,17 @@ pub async fn put(
     obj: Value,
     expected: Revision,
     side: SideEffects,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let key = key(info, ns, name)?;
     let (bytes, obj) = encode_owned(info, obj)?;
     let sealed = store.encryption.seal(info, &key, bytes.clone())?;
     // For a kind stored as served, what a read of it would decode is the
     // object itself (`encode_owned` left its type set) with the new
     // resourceVersion: announced now, for the watchers that see the
-    // commit before this call returns.
-    let announced = convert::is_stored_as_served(info).then(|| {
-        store
-            .decoded
-            .announce(info, &key, sealed.clone(), obj.clone())
-    });
+    // commit before this call returns. The memo then owns it; this call
+    // hands back the memo's object.
+    let announced = convert::is_stored_as_served(info)
+        .then(|| store.decoded.announce(info, &key, sealed.clone(), obj));
     let mut compares = vec![Compare::ModRevision {
         key: key.clone(),
         equals: expected,
@@ -346,21 +383,14 @@ pub async fn put(
     if !resp.succeeded {
         return Err(classify_failure(store, info, &key, name, expected).await);
     }
-    match announced {
-        Some(announced) => {
-            announced.committed(resp.revision);
-            let mut obj = obj;
-            meta::set_resource_version(&mut obj, resp.revision);
-            Ok(obj)
-        }
-        None => {
-            let stored = decode_json(info, &bytes, resp.revision)?;
-            store
-                .decoded
-                .remember(info, &key, resp.revision, stored.clone(), bytes.len());
-            Ok(stored)
-        }
+    if let Some(kept) = announced.and_then(|a| a.committed(resp.revision)) {
+        return Ok(Written::Shared(kept));
     }
+    let stored = decode_json(info, &bytes, resp.revision)?;
+    let kept = store
+        .decoded
+        .remember(info, &key, resp.revision, stored, bytes.len());
+    Ok(Written::Shared(kept))
 }
 
 /// Deletes the object at revision `expected`; returns the last value with
@@ -476,7 +506,7 @@ mod tests {
             let key = key(info, Some("ns"), meta::name(&obj).unwrap()).unwrap();
             let kv = store.get(&key).await.unwrap().unwrap();
             let fresh = decode_uncached(&store, info, &kv, kv.mod_revision).unwrap();
-            assert_eq!(written, fresh, "{}", info.plural);
+            assert_eq!(*written, fresh, "{}", info.plural);
             assert_eq!(
                 written["metadata"]["resourceVersion"],
                 kv.mod_revision.to_string()

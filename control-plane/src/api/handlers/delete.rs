@@ -197,7 +197,7 @@ pub async fn delete_object(
                 SideEffects::default(),
             )
             .await
-            .map(|o| (StatusCode::ACCEPTED, o))
+            .map(|o| (StatusCode::ACCEPTED, o.into_value()))
         } else {
             if opts.dry_run {
                 return Ok((StatusCode::OK, obj));

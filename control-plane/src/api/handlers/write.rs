@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Ctx, object_response, read_object};
 use crate::api::error::ApiError;
-use crate::api::objects::{self, Current, SideEffects};
+use crate::api::objects::{self, Current, SideEffects, Written};
 use crate::api::patch::{self, PatchType};
 use crate::api::{admission_hooks, alloc, body, defaults, lifecycle, meta, validation};
 
@@ -22,7 +22,7 @@ pub async fn create(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 }
 
 /// Creates `obj` in the request's namespace (retrying generateName collisions).
-pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
+pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Written, ApiError> {
     let info = ctx.info;
     let store = &ctx.state.store;
     let generated = meta::name(&obj).is_none();
@@ -49,12 +49,12 @@ pub async fn create_object(ctx: &Ctx, obj: Value) -> Result<Value, ApiError> {
             SideEffects::default()
         };
         if ctx.query.dry_run() {
-            return Ok(obj);
+            return Ok(obj.into());
         }
         match objects::put(store, info, ctx.ns(), &name, obj, 0, side).await {
             Err(e @ ApiError::AlreadyExists { .. }) if generated => last = Some(e),
             Ok(created) => {
-                admission_hooks::written(ctx, None, Some(&created)).await;
+                admission_hooks::written(ctx, None, Some(&*created)).await;
                 return Ok(created);
             }
             Err(e) => return Err(e),
@@ -96,7 +96,7 @@ pub async fn update(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 }
 
 /// Replaces the object named in `ctx` with `new` (optimistic on its resourceVersion).
-pub async fn replace(ctx: &Ctx, new: Value, subresource: Option<&str>) -> Result<Value, ApiError> {
+pub async fn replace(ctx: &Ctx, new: Value, subresource: Option<&str>) -> Result<Written, ApiError> {
     let name = ctx.name()?;
     let old = objects::get(&ctx.state.store, ctx.info, ctx.ns(), name).await?;
     precondition(ctx, old.current(), &new)?;
@@ -119,7 +119,7 @@ pub async fn update_object(
     old: Current<'_>,
     new: Value,
     subresource: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let info = ctx.info;
     let store = &ctx.state.store;
     let mut obj = lifecycle::prepare_update(info, old.obj, new, subresource)?;
@@ -139,10 +139,10 @@ pub async fn update_object(
     let key = objects::key(info, ctx.ns(), &name)?;
     let is_service = info.group.is_empty() && info.kind == "Service";
     if obj == *old.obj {
-        return Ok(obj);
+        return Ok(obj.into());
     }
     if ctx.query.dry_run() {
-        return Ok(obj);
+        return Ok(obj.into());
     }
     if deletable(&obj) {
         let side = if is_service {
@@ -152,7 +152,7 @@ pub async fn update_object(
         };
         let gone = objects::delete(store, info, ctx.ns(), &name, old.mod_revision, side).await?;
         admission_hooks::written(ctx, Some(old.obj), None).await;
-        return Ok(gone);
+        return Ok(gone.into());
     }
     let side = if is_service && subresource.is_none() {
         alloc::on_update(store, old.obj, &mut obj, &key).await?
@@ -160,7 +160,7 @@ pub async fn update_object(
         SideEffects::default()
     };
     let stored = objects::put(store, info, ctx.ns(), &name, obj, old.mod_revision, side).await?;
-    admission_hooks::written(ctx, Some(old.obj), Some(&stored)).await;
+    admission_hooks::written(ctx, Some(old.obj), Some(&*stored)).await;
     Ok(stored)
 }
 
@@ -197,7 +197,7 @@ pub async fn patch_object(
     patch_type: PatchType,
     patch_value: &Value,
     sub: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let name = ctx.name()?.to_string();
     let pinned = patch_type != PatchType::Json && meta::resource_version(patch_value).is_some();
     let force = ctx.query.flag("force");
