@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use skiff_control_plane::api::{self, ApiConfig, ApiHandle};
+use skiff_control_plane::controllers::runtime::SharedInformers;
 use skiff_control_plane::join::{Bundle, JoinToken, fetch_bundle};
 use skiff_control_plane::pki::ClusterCredentials;
 use skiff_control_plane::store::{Store, StoreConfig, StoreOptions};
@@ -122,11 +123,13 @@ pub async fn start(
     let client = in_process_client(&api.admin_kubeconfig, api.local.clone()).await?;
 
     let mut tasks = JoinSet::new();
+    // One watch per kind for the scheduler and the controller manager both.
+    let informers = SharedInformers::new(client.clone(), shutdown.clone());
     {
         let (client, shutdown) = (client.clone(), shutdown.clone());
-        let config = options.scheduler.clone();
+        let (config, informers) = (options.scheduler.clone(), informers.clone());
         tasks.spawn(async move {
-            scheduler::run(client, config, shutdown)
+            scheduler::run(client, config, informers, shutdown)
                 .await
                 .context("scheduler failed")
         });
@@ -136,7 +139,7 @@ pub async fn start(
         let mut config = options.controllers.clone();
         config.root_ca_pem = Some(credentials.ca_cert_pem().to_string());
         tasks.spawn(async move {
-            controllers::run(client, config, shutdown)
+            controllers::run(client, config, informers, shutdown)
                 .await
                 .context("controllers failed")
         });

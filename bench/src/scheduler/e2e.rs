@@ -23,6 +23,7 @@ use kube::config::Kubeconfig;
 use kube::runtime::watcher;
 use serde_json::json;
 use skiff_control_plane::api::{ApiConfig, start};
+use skiff_control_plane::controllers::runtime::SharedInformers;
 use skiff_control_plane::scheduler::{self, SchedulerConfig};
 use skiff_control_plane::store::{Store, StoreConfig};
 use tokio_util::sync::CancellationToken;
@@ -221,9 +222,11 @@ async fn run_once(args: &E2eArgs, dir: PathBuf) -> anyhow::Result<Run> {
     )
     .await?;
     register_nodes(&client, args.nodes).await?;
+    let sched_client = in_process_client_of(&handle.admin_kubeconfig, handle.local.clone()).await?;
     let sched = tokio::spawn(scheduler::run(
-        in_process_client_of(&handle.admin_kubeconfig, handle.local.clone()).await?,
+        sched_client.clone(),
         SchedulerConfig::default(),
+        SharedInformers::new(sched_client, shutdown.child_token()),
         shutdown.child_token(),
     ));
     warm_up(&client, Duration::from_secs(60)).await?;

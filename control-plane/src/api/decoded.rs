@@ -641,7 +641,9 @@ mod tests {
         // What a watcher's `decode` does on a miss: take the announced
         // object, stamp its revision, keep it.
         let key = MemoKey::new(pods(), POD_KEY, 7, 7);
-        let taken = memo.lock().take_pending(&key, &stored_kv(POD_KEY, b"stored", 7));
+        let taken = memo
+            .lock()
+            .take_pending(&key, &stored_kv(POD_KEY, b"stored", 7));
         let mut taken = taken.expect("announced");
         meta::set_resource_version(&mut taken, 7);
         let watched = Arc::new(DecodedObject::new(taken));
@@ -658,7 +660,11 @@ mod tests {
         drop(first);
         let written = second.committed(8).expect("kept");
         assert_eq!(written.object["metadata"]["resourceVersion"], "8");
-        assert!(memo.lock().get(&MemoKey::new(pods(), POD_KEY, 8, 8)).is_some());
+        assert!(
+            memo.lock()
+                .get(&MemoKey::new(pods(), POD_KEY, 8, 8))
+                .is_some()
+        );
     }
 
     #[test]

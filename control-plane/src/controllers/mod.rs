@@ -58,7 +58,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ControllerError, ignore_conflict, ignore_not_found};
-use runtime::{EventRecorder, Informer, LeaseConfig, run_elected, watch_config};
+use runtime::{EventRecorder, Informer, LeaseConfig, SharedInformers, run_elected, watch_config};
 
 /// Controller manager settings.
 #[derive(Clone, Debug)]
@@ -147,45 +147,49 @@ impl Ctx {
         self.recorder.for_component(component)
     }
 
-    /// Starts every informer the controllers share.
+    /// Takes every informer the controllers share from `informers` (the
+    /// ones of this process, also the scheduler's), and starts the two
+    /// watches only they make: Leases in `kube-node-lease` and the
+    /// `kube-root-ca.crt` ConfigMaps.
     pub fn start(
         client: Client,
         config: ControllersConfig,
+        informers: &SharedInformers,
         shutdown: &CancellationToken,
     ) -> Arc<Self> {
         let c = || client.clone();
         let sd = shutdown.clone();
         Arc::new(Self {
             recorder: EventRecorder::new(c(), "kube-controller-manager"),
-            pods: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            nodes: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            pods: informers.all(),
+            nodes: informers.all(),
             node_leases: Informer::spawn(
                 Api::namespaced(c(), "kube-node-lease"),
                 watch_config(),
                 sd.clone(),
             ),
-            namespaces: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            services: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            endpoints: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            endpoint_slices: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            service_accounts: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            namespaces: informers.all(),
+            services: informers.all(),
+            endpoints: informers.all(),
+            endpoint_slices: informers.all(),
+            service_accounts: informers.all(),
             root_ca_config_maps: Informer::spawn(
                 Api::all(c()),
                 watch_config().fields(&format!("metadata.name={}", root_ca_publisher::CONFIG_MAP)),
-                sd.clone(),
+                sd,
             ),
-            replica_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            deployments: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            daemon_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            stateful_sets: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            controller_revisions: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            jobs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            cron_jobs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            hpas: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            pdbs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            pvs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            pvcs: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
-            storage_classes: Informer::spawn(Api::all(c()), watch_config(), sd.clone()),
+            replica_sets: informers.all(),
+            deployments: informers.all(),
+            daemon_sets: informers.all(),
+            stateful_sets: informers.all(),
+            controller_revisions: informers.all(),
+            jobs: informers.all(),
+            cron_jobs: informers.all(),
+            hpas: informers.all(),
+            pdbs: informers.all(),
+            pvs: informers.all(),
+            pvcs: informers.all(),
+            storage_classes: informers.all(),
             heartbeats: Default::default(),
             hpa_history: Default::default(),
             orphan_nodes: Default::default(),
@@ -221,16 +225,18 @@ impl Ctx {
 }
 
 /// Runs every controller until `shutdown`, acting only while this replica
-/// holds the `kube-system/kube-controller-manager` Lease.
+/// holds the `kube-system/kube-controller-manager` Lease. `informers` are
+/// the process's shared ones (the scheduler's too).
 pub async fn run(
     client: Client,
     config: ControllersConfig,
+    informers: Arc<SharedInformers>,
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {
     let lease = config.lease.clone();
     run_elected(client.clone(), lease, shutdown, move |token| {
-        let (client, config) = (client.clone(), config.clone());
-        async move { run_leader(client, config, token).await }
+        let (client, config, informers) = (client.clone(), config.clone(), informers.clone());
+        async move { run_leader(client, config, &informers, token).await }
     })
     .await
 }
@@ -238,9 +244,10 @@ pub async fn run(
 async fn run_leader(
     client: Client,
     config: ControllersConfig,
+    informers: &SharedInformers,
     shutdown: CancellationToken,
 ) -> Result<(), ControllerError> {
-    let ctx = Ctx::start(client.clone(), config, &shutdown);
+    let ctx = Ctx::start(client.clone(), config, informers, &shutdown);
     let gc = gc::GarbageCollector::start(client, &shutdown);
     // Subscribe every controller before the first list completes, then
     // enqueue everything once the caches are warm.

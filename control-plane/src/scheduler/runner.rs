@@ -33,7 +33,7 @@ use super::preemption;
 use super::queue::SchedulingQueue;
 use super::snapshot::{ClaimInfo, NodeInfo, PodInfo, Snapshot, VolumeIndex};
 use crate::controllers::runtime::{
-    Change, EventRecorder, Informer, Subscription, run_elected, watch_config,
+    Change, EventRecorder, Informer, SharedInformers, Subscription, run_elected,
 };
 
 type Rx<K> = Subscription<K>;
@@ -43,12 +43,13 @@ type Rx<K> = Subscription<K>;
 pub async fn run(
     client: Client,
     config: SchedulerConfig,
+    informers: Arc<SharedInformers>,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
     let lease = config.lease.clone();
     run_elected(client.clone(), lease, shutdown, move |token| {
-        let (client, config) = (client.clone(), config.clone());
-        async move { run_leader(client, config, token).await }
+        let (client, config, informers) = (client.clone(), config.clone(), informers.clone());
+        async move { run_leader(client, config, &informers, token).await }
     })
     .await
 }
@@ -105,6 +106,7 @@ fn bound_node(p: &Pod) -> Option<&str> {
 async fn run_leader(
     client: Client,
     config: SchedulerConfig,
+    informers: &SharedInformers,
     shutdown: CancellationToken,
 ) -> Result<(), SchedulerError> {
     let extenders = config
@@ -113,15 +115,14 @@ async fn run_leader(
         .map(Extender::new)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SchedulerError::Config(e.to_string()))?;
-    let sd = shutdown.clone();
     let inf = Informers {
-        pods: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
-        nodes: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
-        claims: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
-        volumes: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
-        classes: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
-        namespaces: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
-        budgets: Informer::spawn(Api::all(client.clone()), watch_config(), sd.clone()),
+        pods: informers.all(),
+        nodes: informers.all(),
+        claims: informers.all(),
+        volumes: informers.all(),
+        classes: informers.all(),
+        namespaces: informers.all(),
+        budgets: informers.all(),
     };
     let (mut pod_rx, mut node_rx) = (inf.pods.subscribe(), inf.nodes.subscribe());
     let (mut pvc_rx, mut pv_rx) = (inf.claims.subscribe(), inf.volumes.subscribe());

@@ -96,7 +96,11 @@ pub async fn update(ctx: Ctx, body: Body) -> Result<Response, ApiError> {
 }
 
 /// Replaces the object named in `ctx` with `new` (optimistic on its resourceVersion).
-pub async fn replace(ctx: &Ctx, new: Value, subresource: Option<&str>) -> Result<Written, ApiError> {
+pub async fn replace(
+    ctx: &Ctx,
+    new: Value,
+    subresource: Option<&str>,
+) -> Result<Written, ApiError> {
     let name = ctx.name()?;
     let old = objects::get(&ctx.state.store, ctx.info, ctx.ns(), name).await?;
     precondition(ctx, old.current(), &new)?;

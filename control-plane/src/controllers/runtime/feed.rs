@@ -5,7 +5,10 @@
 //! a subscriber that falls behind is never cut off for a short burst. Only
 //! a subscriber that stops draining (`MAX_BACKLOG` changes waiting) stops
 //! receiving changes and gets one `Change::Resync` instead, which tells it
-//! to reconsider every object; its feed resumes once it has read that.
+//! to reconsider every object; its feed resumes once it has read that. A
+//! subscriber that joins after the informer's first list (a second
+//! component sharing the informer) starts with a Resync too: it missed
+//! the objects' first Upserts.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,12 +35,16 @@ struct Subscriber<K> {
 /// The subscribers of one informer.
 pub struct Fanout<K> {
     subscribers: Mutex<Vec<Subscriber<K>>>,
+    /// Set (under the subscribers' lock) when the first list begins to be
+    /// sent: from then on a new subscriber has missed changes.
+    listed: AtomicBool,
 }
 
 impl<K> Default for Fanout<K> {
     fn default() -> Self {
         Self {
             subscribers: Mutex::new(Vec::new()),
+            listed: AtomicBool::new(false),
         }
     }
 }
@@ -54,18 +61,34 @@ impl<K> Fanout<K> {
         self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new feed of the changes sent from now on.
+    /// A new feed of the changes sent from now on, beginning with a Resync
+    /// when the first list has already begun to be sent.
     pub fn subscribe(&self) -> Subscription<K> {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             backlog: AtomicUsize::new(0),
             resync_pending: AtomicBool::new(false),
         });
-        self.lock().push(Subscriber {
+        let mut subscribers = self.lock();
+        if self.listed.load(Ordering::Acquire) {
+            shared.backlog.fetch_add(1, Ordering::AcqRel);
+            // The receiver is in hand: this send cannot fail.
+            let _ = tx.send(Arc::new(Change::Resync));
+        }
+        subscribers.push(Subscriber {
             tx,
             shared: shared.clone(),
         });
         Subscription { rx, shared }
+    }
+
+    /// The informer is about to send its first list. Called before those
+    /// changes are sent, so a subscriber either joined earlier and gets
+    /// them, or joins later and gets a Resync (and perhaps some of them too,
+    /// which a level-triggered subscriber takes in its stride).
+    pub fn mark_listed(&self) {
+        let _subscribers = self.lock();
+        self.listed.store(true, Ordering::Release);
     }
 
     /// Hands `change` to every subscriber; forgets those that went away.
@@ -159,6 +182,28 @@ mod tests {
             slow.recv().await.as_deref(),
             Some(Change::Upsert { new, .. }) if **new == 7
         ));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_joining_after_the_first_list_starts_with_a_resync() {
+        let fanout = Fanout::default();
+        let mut early = fanout.subscribe();
+        fanout.mark_listed();
+        fanout.send(upsert(1));
+        let mut late = fanout.subscribe();
+        fanout.send(upsert(2));
+        assert!(matches!(
+            early.recv().await.as_deref(),
+            Some(Change::Upsert { new, .. }) if **new == 1
+        ));
+        assert!(matches!(late.recv().await.as_deref(), Some(Change::Resync)));
+        for sub in [&mut early, &mut late] {
+            assert!(matches!(
+                sub.recv().await.as_deref(),
+                Some(Change::Upsert { new, .. }) if **new == 2
+            ));
+            assert!(sub.try_recv().is_none());
+        }
     }
 
     #[test]

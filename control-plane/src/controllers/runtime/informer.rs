@@ -219,6 +219,7 @@ fn apply_event<K: Resource>(
         }
         watcher::Event::InitDone => {
             let Some(buf) = relist.take() else { return };
+            feed.mark_listed();
             let stale: Vec<ObjectKey> = cache
                 .keys()
                 .into_iter()
@@ -250,7 +251,8 @@ impl<K> Informer<K> {
         &self.cache
     }
 
-    /// A feed of the changes from now on.
+    /// A feed of the changes from now on; one that joins an informer that
+    /// has already listed (it is shared, `shared.rs`) begins with a Resync.
     pub fn subscribe(&self) -> Subscription<K> {
         self.feed.subscribe()
     }
