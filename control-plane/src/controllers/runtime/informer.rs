@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -34,12 +35,17 @@ pub enum Change<K> {
 /// A read-only view of the objects of one kind, ordered by namespace/name.
 pub struct Cache<K> {
     map: Arc<RwLock<BTreeMap<ObjectKey, Arc<K>>>>,
+    /// The newest resourceVersion the watch has delivered into the map: the
+    /// map reflects every write up to it (resourceVersions are one ordered
+    /// sequence per store, as etcd's revisions).
+    delivered: Arc<AtomicU64>,
 }
 
 impl<K> Clone for Cache<K> {
     fn clone(&self) -> Self {
         Self {
             map: self.map.clone(),
+            delivered: self.delivered.clone(),
         }
     }
 }
@@ -48,8 +54,17 @@ impl<K> Default for Cache<K> {
     fn default() -> Self {
         Self {
             map: Arc::new(RwLock::new(BTreeMap::new())),
+            delivered: Arc::default(),
         }
     }
+}
+
+/// An object's resourceVersion as a number, when it has one.
+fn revision<K: Resource>(obj: &K) -> Option<u64> {
+    obj.meta()
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse::<u64>().ok())
 }
 
 impl<K> Cache<K> {
@@ -108,26 +123,36 @@ impl<K> Cache<K> {
 
     /// Records what a controller just wrote (the API's answer), so its next
     /// reconcile sees it before the watch event arrives. Never replaces a
-    /// newer version the watch already delivered: a stale write-through would
-    /// hide that change from the controller until the object changes again.
+    /// newer version the watch already delivered (a stale write-through would
+    /// hide that change from the controller until the object changes again),
+    /// and never brings back an object the watch has since seen deleted: a
+    /// key that is absent although the watch is past the write's
+    /// resourceVersion was removed after it (a pod deleted gracefully whose
+    /// node finished it before the controller recorded the answer).
     pub fn write_through(&self, key: ObjectKey, obj: Arc<K>)
     where
         K: Resource,
     {
-        let revision = |o: &K| {
-            o.meta()
-                .resource_version
-                .as_deref()
-                .and_then(|rv| rv.parse::<u64>().ok())
-        };
+        let written = revision(obj.as_ref());
         let mut map = self.write();
-        let newer_cached = map.get(&key).is_some_and(|old| {
-            revision(old)
-                .zip(revision(&obj))
-                .is_some_and(|(o, n)| o > n)
-        });
-        if !newer_cached {
+        let stale = match map.get(&key) {
+            Some(old) => revision(old.as_ref())
+                .zip(written)
+                .is_some_and(|(o, n)| o > n),
+            None => written.is_some_and(|n| n <= self.delivered.load(Ordering::Acquire)),
+        };
+        if !stale {
             map.insert(key, obj);
+        }
+    }
+
+    /// Notes that the watch has delivered everything up to `obj`'s resourceVersion.
+    fn delivered(&self, obj: &K)
+    where
+        K: Resource,
+    {
+        if let Some(rv) = revision(obj) {
+            self.delivered.fetch_max(rv, Ordering::AcqRel);
         }
     }
 
@@ -204,11 +229,16 @@ fn apply_event<K: Resource>(
         watcher::Event::Apply(obj) => {
             let new = Arc::new(obj);
             let old = cache.insert(ObjectKey::of(new.as_ref()), new.clone());
+            cache.delivered(new.as_ref());
             send(Change::Upsert { old, new });
         }
         watcher::Event::Delete(obj) => {
             let key = ObjectKey::of(&obj);
-            let last = cache.remove(&key).unwrap_or_else(|| Arc::new(obj));
+            let last = {
+                let mut map = cache.write();
+                cache.delivered(&obj);
+                map.remove(&key).unwrap_or_else(|| Arc::new(obj))
+            };
             send(Change::Delete(last));
         }
         watcher::Event::Init => *relist = Some(HashMap::new()),
@@ -220,6 +250,12 @@ fn apply_event<K: Resource>(
         watcher::Event::InitDone => {
             let Some(buf) = relist.take() else { return };
             feed.mark_listed();
+            // The list is as new as its newest object: mark it delivered
+            // before dropping what the list no longer holds, so no
+            // write-through in between brings a dropped object back.
+            for obj in buf.values() {
+                cache.delivered(obj.as_ref());
+            }
             let stale: Vec<ObjectKey> = cache
                 .keys()
                 .into_iter()
@@ -346,3 +382,7 @@ pub fn owner_keys<K: Resource, O>(c: &Change<K>, kind: &str, owners: &Cache<O>) 
         Change::Resync => owners.keys(),
     }
 }
+
+#[cfg(test)]
+#[path = "informer_tests.rs"]
+mod tests;
