@@ -49,7 +49,7 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// A container log file is rotated when it grows past this size (default 10 MiB).
     pub log_max_bytes: u64,
-    /// Rotated log files kept per container and restart (default 3).
+    /// Log files kept per container and restart, the current one included (default 3).
     pub log_max_files: usize,
     /// Event writes per second after the burst; 0 for no limit (kubelet's `--event-qps`, default 50).
     pub event_qps: f64,

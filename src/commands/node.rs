@@ -8,7 +8,7 @@ use base64::Engine as _;
 
 use super::control_plane::client_from_kubeconfig;
 use super::data_dir::default_data_dir;
-use super::node_args::EventArgs;
+use super::node_args::NodeAgentArgs;
 use super::shutdown;
 
 #[derive(clap::Args)]
@@ -32,7 +32,7 @@ pub struct NodeArgs {
     #[arg(long)]
     node_name: Option<String>,
     #[command(flatten)]
-    events: EventArgs,
+    node_agent: NodeAgentArgs,
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -50,7 +50,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(name) = args.node_name {
         config.name = name;
     }
-    args.events.apply(&mut config);
+    args.node_agent.apply(&mut config)?;
     skiff_node::run(client, config, shutdown::on_signal())
         .await
         .context("node agent failed")

@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::components::ComponentArgs;
 use super::control_plane::{self, ControlPlaneOptions};
 use super::data_dir::default_data_dir;
-use super::node_args::EventArgs;
+use super::node_args::NodeAgentArgs;
 use super::shutdown;
 
 #[derive(clap::Args)]
@@ -39,7 +39,7 @@ pub struct UpArgs {
     #[command(flatten)]
     components: ComponentArgs,
     #[command(flatten)]
-    events: EventArgs,
+    node_agent: NodeAgentArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -74,7 +74,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(name) = args.node_name {
         node_config.name = name;
     }
-    args.events.apply(&mut node_config);
+    args.node_agent.apply(&mut node_config)?;
     {
         let (client, shutdown) = (control_plane.client.clone(), shutdown.clone());
         control_plane.spawn(async move {
