@@ -18,6 +18,7 @@ mod python_client;
 mod rollout;
 mod scheduler_extender;
 mod service_account_token;
+mod static_pods;
 mod store_backup;
 mod wasm_pods;
 mod workload_sets;

@@ -64,12 +64,23 @@ pub async fn run(
             listener,
             shutdown.clone(),
         ));
+        let static_pods = config.static_pod_dir.clone().map(|dir| {
+            tokio::spawn(crate::pods::static_pods::run(
+                client.clone(),
+                config.name.clone(),
+                dir,
+                shutdown.clone(),
+            ))
+        });
         tracing::info!(listen = %config.listen, "node agent running");
         let memory_root = ctx.memory_root.clone();
         run_pod_manager(ctx, changed_rx, shutdown.clone()).await;
         // Every pod has stopped: nothing of theirs stays in memory.
         if let Some(root) = memory_root {
             sweep_memory_volumes(root).await;
+        }
+        if let Some(static_pods) = static_pods {
+            let _ = static_pods.await;
         }
         let _ = lease.await;
         let _ = node_status.await;

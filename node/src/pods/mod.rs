@@ -1,7 +1,8 @@
 //! Pods on this node: the watch that feeds one worker per pod (`manager.rs`),
 //! the per-pod state machine (`worker.rs`, `containers.rs`, `terminate.rs`,
 //! `probes.rs`), what they share (`context.rs`, `table.rs`, `events.rs`),
-//! the claims pods wait for (`claims.rs`), and the pure pieces (`state.rs`,
+//! the claims pods wait for (`claims.rs`), static pods from a manifest
+//! directory (`static_pods.rs`), and the pure pieces (`state.rs`,
 //! `status.rs`, `env.rs`, `volumes.rs`, ...).
 
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod probes;
 pub mod resources;
 pub mod source;
 pub mod state;
+pub mod static_pods;
 pub mod status;
 pub mod status_writer;
 pub mod table;

@@ -141,6 +141,21 @@ const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec
 /// Pod specs are immutable except images, activeDeadlineSeconds, added
 /// tolerations and removed scheduling gates.
 pub fn validate_pod_update(old: &Value, new: &Value, errs: &mut Errors) {
+    // A mirror pod stays one, and a pod never becomes one (upstream's
+    // ValidatePodSpecificAnnotationUpdates).
+    const MIRROR: &str = "kubernetes.io/config.mirror";
+    let mirror = |pod: &Value| pod["metadata"]["annotations"].get(MIRROR).cloned();
+    match (mirror(old), mirror(new)) {
+        (None, Some(_)) => errs.forbidden(
+            &format!("metadata.annotations[{MIRROR}]"),
+            "field is forbidden to add",
+        ),
+        (Some(o), n) if n.as_ref() != Some(&o) => errs.forbidden(
+            &format!("metadata.annotations[{MIRROR}]"),
+            "field is immutable",
+        ),
+        _ => {}
+    }
     let (Some(old_spec), Some(new_spec)) = (old.get("spec"), new.get("spec")) else {
         return;
     };
