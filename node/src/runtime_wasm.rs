@@ -104,6 +104,10 @@ fn image_info(image: &str, artifact: &Artifact) -> ImageInfo {
     }
 }
 
+/// The runtimeClassNames that mean wasmtime, as the scheduler's
+/// RuntimeSupport filter reads them.
+const WASM_RUNTIME_CLASSES: &[&str] = &["wasm", "wasmtime"];
+
 #[async_trait]
 impl Runtime for WasmContainerRuntime {
     fn name(&self) -> &'static str {
@@ -116,7 +120,7 @@ impl Runtime for WasmContainerRuntime {
 
     async fn pull(&self, request: &PullRequest) -> Result<ImageInfo, RuntimeError> {
         if let Some(class) = request.runtime_class.as_deref()
-            && class != "wasm"
+            && !WASM_RUNTIME_CLASSES.contains(&class)
             && !class.is_empty()
         {
             return Err(RuntimeError::Unsupported(format!(

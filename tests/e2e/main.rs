@@ -9,6 +9,7 @@ mod autoscaling_volumes;
 mod control_plane_join;
 mod drain;
 mod harness;
+mod image_pull;
 mod jobs;
 mod kube_rs_watcher;
 mod kubectl_scenario;

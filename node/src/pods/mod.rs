@@ -15,6 +15,7 @@ pub mod exec_module;
 pub mod ipam;
 pub mod manager;
 pub mod probes;
+pub mod pull_secrets;
 pub mod resources;
 pub mod source;
 pub mod state;

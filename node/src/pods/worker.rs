@@ -252,10 +252,15 @@ impl Worker {
                 continue;
             }
             let image = c.spec.image.clone().unwrap_or_default();
+            let policy = PullPolicy::from_k8s(c.spec.image_pull_policy.as_deref(), &image);
             let request = PullRequest {
-                policy: PullPolicy::from_k8s(c.spec.image_pull_policy.as_deref(), &image),
+                policy,
+                auth: super::pull_secrets::credentials_for(
+                    &self.pod,
+                    &image,
+                    self.ctx.objects.as_ref(),
+                ),
                 image: image.clone(),
-                auth: None,
                 runtime_class: runtime_class.clone(),
             };
             // As kubelet: an image already on the node (and not `Always`) is

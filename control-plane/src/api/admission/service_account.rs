@@ -15,6 +15,8 @@
 //! the token (`node/src/pods/tokens.rs`); the root CA publisher controller
 //! keeps the ConfigMap in every namespace.
 //!
+//! A pod that names no `imagePullSecrets` gets its account's.
+//!
 //! Not done: the `kubernetes.io/enforce-mountable-secrets` check.
 
 use serde_json::{Value, json};
@@ -148,15 +150,50 @@ pub async fn admit(attrs: &Attributes<'_>, obj: &mut Value) -> Result<(), ApiErr
     if account.is_none() && name != DEFAULT {
         return Err(attrs.forbidden(missing(ns, &name)));
     }
+    if let Some(account) = &account {
+        inherit_pull_secrets(obj, &account.object);
+    }
     if automount(obj, account.as_ref().map(|a| &a.object)) {
         mount_token(obj, &super::super::lifecycle::random_suffix());
     }
     Ok(())
 }
 
+/// A pod that names no imagePullSecrets gets its account's (upstream does the same).
+fn inherit_pull_secrets(pod: &mut Value, account: &Value) {
+    let has_own = pod
+        .pointer("/spec/imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_some_and(|l| !l.is_empty());
+    let Some(inherited) = account
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+    else {
+        return;
+    };
+    if !has_own && let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("imagePullSecrets".into(), Value::Array(inherited.clone()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_inherit_the_accounts_pull_secrets_unless_they_name_their_own() {
+        let account = json!({"imagePullSecrets": [{"name": "regcred"}]});
+        let mut pod = json!({"spec": {"containers": []}});
+        inherit_pull_secrets(&mut pod, &account);
+        assert_eq!(
+            pod["spec"]["imagePullSecrets"],
+            json!([{"name": "regcred"}])
+        );
+        let mut own = json!({"spec": {"imagePullSecrets": [{"name": "mine"}]}});
+        inherit_pull_secrets(&mut own, &account);
+        assert_eq!(own["spec"]["imagePullSecrets"], json!([{"name": "mine"}]));
+    }
 
     #[test]
     fn pods_get_the_default_account_unless_they_name_one() {
