@@ -481,4 +481,19 @@ spec:
         "back-off passed its 4 s ceiling: {gaps:?}"
     );
     assert!(message.contains("restarting failed container"), "{message}");
+
+    // The logs of the run before, and kubectl's log flags.
+    let previous = cluster.kubectl(&["logs", "crasher", "--previous"]);
+    assert!(previous.contains("crasher: starting"), "{previous}");
+    let stamped = cluster.kubectl(&["logs", "crasher", "--previous", "--timestamps"]);
+    let first = stamped.lines().next().unwrap_or_default();
+    let stamp = first.split_whitespace().next().unwrap_or_default();
+    assert!(
+        stamp.starts_with("20") && stamp.contains('T') && stamp.ends_with('Z'),
+        "{first}"
+    );
+    let tail = cluster.kubectl(&["logs", "crasher", "--previous", "--tail", "1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    let recent = cluster.kubectl(&["logs", "crasher", "--previous", "--since", "10m"]);
+    assert!(recent.contains("crasher: starting"), "{recent}");
 }
