@@ -273,7 +273,16 @@ fn pods_run_wasm_images_pulled_from_a_loopback_registry() {
 
     // A tag the registry lacks: the pull fails (ErrImagePull), then backs
     // off (ImagePullBackOff), retried with a growing delay.
+    wait_reason(&cluster, "missing", "ErrImagePull");
+    let asked = Instant::now();
     wait_reason(&cluster, "missing", "ImagePullBackOff");
+    // The second try waits out the 10 s back-off, whatever else changes in
+    // the namespace meanwhile.
+    assert!(
+        asked.elapsed() > Duration::from_secs(5),
+        "retried after {:?}",
+        asked.elapsed()
+    );
     let failed = cluster.kubectl(&[
         "get",
         "events",

@@ -197,7 +197,12 @@ impl Worker {
     /// Re-writes configMap/secret/downwardAPI volumes after their sources changed.
     pub(super) fn refresh_projections(&mut self) {
         if !self.volumes_ready || self.volumes_torn_down {
-            self.retry_at = None;
+            // A mount waiting for a missing source tries again now; a failed
+            // image pull keeps its back-off (the deadline is the pull's
+            // until the images are in).
+            if self.images_ready {
+                self.retry_at = None;
+            }
             return;
         }
         let spec = self.pod.spec.clone().unwrap_or_default();
