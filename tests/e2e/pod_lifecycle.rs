@@ -497,3 +497,95 @@ spec:
     let recent = cluster.kubectl(&["logs", "crasher", "--previous", "--since", "10m"]);
     assert!(recent.contains("crasher: starting"), "{recent}");
 }
+
+fn graceful(host_dir: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes: [{{name: out, hostPath: {{path: "{host_dir}", type: Directory}}}}]
+  containers:
+  - name: app
+    image: samples/wasm/http-echo.wasm
+    ports: [{{name: http, containerPort: 8080}}]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    startupProbe:
+      exec: {{command: ["test", "-e", "/out/started"]}}
+      periodSeconds: 1
+      failureThreshold: 300
+    readinessProbe:
+      tcpSocket: {{port: http}}
+      periodSeconds: 1
+    livenessProbe:
+      tcpSocket: {{port: http}}
+      periodSeconds: 1
+    lifecycle:
+      preStop:
+        exec: {{command: ["write", "/out/prestop", "ran"]}}
+"#
+    )
+}
+
+#[test]
+fn startup_probe_holds_readiness_and_pre_stop_runs_before_the_stop() {
+    let host = tempfile::tempdir().expect("host dir");
+    let host_dir = host.path().display().to_string();
+
+    // Pod Security's baseline level refuses hostPath: the namespace opts out.
+    let privileged = [
+        "label",
+        "namespace",
+        "default",
+        "pod-security.kubernetes.io/enforce=privileged",
+        "--overwrite",
+    ];
+    // hostPath is refused unless the node allows it.
+    let strict = Cluster::start();
+    strict.kubectl(&privileged);
+    strict.kubectl_stdin(&["apply", "-f", "-"], Some(&graceful(&host_dir)));
+    strict.wait_for("the hostPath refusal", Duration::from_secs(60), || {
+        field(
+            &strict,
+            &[
+                "events",
+                "--field-selector",
+                "involvedObject.name=graceful,reason=FailedMount",
+            ],
+            "{.items[*].message}",
+        )
+        .contains("not allowed on this node")
+    });
+    assert_eq!(pod_field(&strict, "graceful", "{.status.phase}"), "Pending");
+    drop(strict);
+
+    let cluster = Cluster::start_with(&["--allow-host-path"]);
+    cluster.kubectl(&privileged);
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&graceful(&host_dir)));
+    wait_phase(&cluster, "graceful", "Running", Duration::from_secs(60));
+    // The startup probe cannot pass before the file exists, and holds
+    // readiness (a tcpSocket probe that would pass) off until it does.
+    let started = || {
+        pod_field(
+            &cluster,
+            "graceful",
+            "{.status.containerStatuses[0].started}",
+        )
+    };
+    assert_eq!(started(), "false");
+    assert!(!ready(&cluster, "graceful"));
+    std::fs::write(host.path().join("started"), "").expect("write on the host");
+    cluster.wait_for("startup, then readiness", Duration::from_secs(30), || {
+        started() == "true" && ready(&cluster, "graceful")
+    });
+
+    // Delete: the preStop hook writes its file, then the container stops, well within the grace period.
+    let asked = Instant::now();
+    cluster.kubectl(&["delete", "pod", "graceful", "--wait=true", "--timeout=30s"]);
+    let took = asked.elapsed();
+    let hook = std::fs::read_to_string(host.path().join("prestop")).unwrap_or_default();
+    assert_eq!(hook.trim(), "ran", "the preStop hook's file");
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+}
