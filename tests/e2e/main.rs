@@ -13,6 +13,7 @@ mod image_pull;
 mod jobs;
 mod kube_rs_watcher;
 mod kubectl_scenario;
+mod node_agent;
 mod node_streams;
 mod pod_lifecycle;
 mod python_client;
