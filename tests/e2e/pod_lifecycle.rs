@@ -589,3 +589,80 @@ fn startup_probe_holds_readiness_and_pre_stop_runs_before_the_stop() {
     assert_eq!(hook.trim(), "ran", "the preStop hook's file");
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
 }
+
+#[test]
+fn a_pod_whose_empty_dir_outgrows_its_size_limit_is_evicted() {
+    let cluster = Cluster::start();
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hoarder}
+spec:
+  volumes: [{name: scratch, emptyDir: {sizeLimit: 1Mi}}]
+  containers:
+  - name: worker
+    image: samples/wasm/worker.wasm
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+"#,
+        ),
+    );
+    wait_phase(&cluster, "hoarder", "Running", Duration::from_secs(60));
+    // Under the limit nothing happens.
+    assert!(
+        exec(
+            &cluster,
+            "hoarder",
+            &["write", "/scratch/small", "a few bytes"]
+        )
+        .is_some()
+    );
+    // 2 MiB land in the volume (written on the node, where the volume lives).
+    let pods = cluster.dir().join("node/pods");
+    let scratch = std::fs::read_dir(&pods)
+        .expect("pod directories")
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("default_hoarder_")
+        })
+        .map(|e| e.path().join("volumes/scratch"))
+        .expect("the pod's directory");
+    assert!(
+        scratch.join("small").exists(),
+        "the volume at {}",
+        scratch.display()
+    );
+    std::fs::write(scratch.join("big"), vec![7u8; 2 << 20]).expect("fill the volume");
+    wait_phase(&cluster, "hoarder", "Failed", Duration::from_secs(30));
+    assert_eq!(
+        pod_field(&cluster, "hoarder", "{.status.reason}"),
+        "Evicted"
+    );
+    let message = pod_field(&cluster, "hoarder", "{.status.message}");
+    assert!(
+        message.contains("Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\""),
+        "{message}"
+    );
+    let events = field(
+        &cluster,
+        &[
+            "events",
+            "--field-selector",
+            "involvedObject.name=hoarder,reason=Evicted",
+        ],
+        "{.items[*].type}",
+    );
+    assert_eq!(events, "Warning");
+    assert_eq!(
+        pod_field(
+            &cluster,
+            "hoarder",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+}

@@ -17,6 +17,7 @@ pub mod manager;
 pub mod probes;
 pub mod pull_secrets;
 pub mod resources;
+mod size_limits;
 pub mod source;
 pub mod state;
 pub mod static_pods;

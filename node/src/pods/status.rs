@@ -22,6 +22,8 @@ pub struct PodFactsForStatus<'a> {
     /// A message for the whole pod (e.g. why volumes failed).
     pub message: Option<String>,
     pub reason: Option<String>,
+    /// The node evicted the pod: Failed, whatever its containers did.
+    pub evicted: bool,
 }
 
 fn terminated(t: &Terminated) -> ContainerStateTerminated {
@@ -109,7 +111,11 @@ pub fn pod_status(
     previous: Option<&PodStatus>,
 ) -> PodStatus {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let phase = pod_phase(init, main, facts.init_failed);
+    let phase = if facts.evicted {
+        "Failed"
+    } else {
+        pod_phase(init, main, facts.init_failed)
+    };
     let initialized = init.iter().all(|c| {
         if c.sidecar {
             c.is_running() && c.started
@@ -227,6 +233,7 @@ mod tests {
             init_failed: false,
             message: None,
             reason: None,
+            evicted: false,
         }
     }
 

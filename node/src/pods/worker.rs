@@ -105,6 +105,10 @@ pub struct Worker {
     pub(super) last_status: Option<PodStatus>,
     /// Already finished before this worker started (agent restart): never run again.
     pub(super) finished_before: bool,
+    /// Why the node evicted the pod (`size_limits.rs`); it never runs again.
+    pub(super) evicted: Option<String>,
+    /// When the limited emptyDirs were last measured.
+    pub(super) size_checked_at: Instant,
 }
 
 impl Worker {
@@ -192,6 +196,8 @@ impl Worker {
             tokens: PodTokens::default(),
             init_failed: false,
             pod_message: None,
+            evicted: None,
+            size_checked_at: Instant::now(),
             reports_tx,
             last_status: if finished_before { status_before } else { None },
             finished_before,
@@ -329,7 +335,7 @@ impl Worker {
 
     /// One pass of the state machine: does whatever is due now.
     async fn step(&mut self) {
-        if self.finished_before || self.init_failed {
+        if self.finished_before || self.init_failed || self.evicted.is_some() {
             return;
         }
         if self.retry_at.is_some_and(|t| t > Instant::now()) {
@@ -553,6 +559,7 @@ impl Worker {
         ctrs.filter(|c| !c.done && !c.is_running())
             .filter_map(|c| c.restart_at)
             .chain(self.retry_at)
+            .chain(self.next_size_check())
             .chain(
                 self.keeps_tokens_fresh()
                     .then(|| self.tokens.next_refresh())
@@ -582,7 +589,11 @@ impl Worker {
             sandbox_ready: self.volumes_ready,
             init_failed: self.init_failed,
             message: self.pod_message.clone(),
-            reason: None,
+            reason: self
+                .evicted
+                .as_ref()
+                .map(|_| super::size_limits::EVICTED.to_string()),
+            evicted: self.evicted.is_some(),
         };
         let status = pod_status(&facts, &self.init, &self.main, self.last_status.as_ref());
         if self.last_status.as_ref() == Some(&status) {
@@ -629,6 +640,7 @@ pub async fn run_worker(
                 return;
             }
             w.rotate_tokens().await;
+            w.enforce_size_limits().await;
             w.step().await;
             w.publish();
             w.tear_down_volumes().await;
