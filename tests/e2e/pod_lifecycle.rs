@@ -666,3 +666,47 @@ spec:
         "0"
     );
 }
+
+#[test]
+fn a_failing_init_container_fails_or_restarts_the_pod_per_its_policy() {
+    let cluster = Cluster::start_with(&["--restart-backoff-initial", "1s"]);
+    let pod = |name: &str, policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n  initContainers:\n  - name: check\n    image: samples/wasm/toolbox.wasm\n    args: [\"test\", \"-e\", \"/nowhere\"]\n  containers:\n  - name: main\n    image: samples/wasm/toolbox.wasm\n    args: [\"true\"]\n"
+        )
+    };
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&pod("once", "Never")));
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&pod("again", "Always")));
+    // Never: the pod fails, its main container never ran.
+    wait_phase(&cluster, "once", "Failed", Duration::from_secs(60));
+    let table = cluster.kubectl(&["get", "pod", "once"]);
+    assert!(table.contains("Init:Error"), "{table}");
+    assert_eq!(
+        pod_field(
+            &cluster,
+            "once",
+            "{.status.containerStatuses[0].state.waiting.reason}"
+        ),
+        "PodInitializing"
+    );
+    // Always: the init container is retried with back-off, main still waits.
+    cluster.wait_for("Init:CrashLoopBackOff", Duration::from_secs(60), || {
+        cluster
+            .kubectl(&["get", "pod", "again"])
+            .contains("Init:CrashLoopBackOff")
+    });
+    cluster.wait_for(
+        "the init container to restart",
+        Duration::from_secs(30),
+        || {
+            pod_field(
+                &cluster,
+                "again",
+                "{.status.initContainerStatuses[0].restartCount}",
+            )
+            .parse::<u32>()
+            .is_ok_and(|n| n >= 1)
+        },
+    );
+    assert_eq!(pod_field(&cluster, "again", "{.status.phase}"), "Pending");
+}
