@@ -93,6 +93,8 @@ pub struct ContainerSpec {
     pub ports: Vec<u16>,
     pub memory_limit_bytes: Option<u64>,
     pub cpu_limit_millicores: Option<u32>,
+    /// The pod allows outbound connections (`skiff.dev/allow-outbound-network: "true"`).
+    pub allow_outbound_network: bool,
     pub stdout: Option<OutputSink>,
     pub stderr: Option<OutputSink>,
 }

@@ -201,7 +201,7 @@ impl Runtime for WasmContainerRuntime {
             stdin: None,
             memory_limit_bytes: spec.memory_limit_bytes,
             cpu_limit_millicores: spec.cpu_limit_millicores,
-            allow_outbound_network: false,
+            allow_outbound_network: spec.allow_outbound_network,
             listen,
         };
         let instance = self

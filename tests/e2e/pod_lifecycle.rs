@@ -710,3 +710,59 @@ fn a_failing_init_container_fails_or_restarts_the_pod_per_its_policy() {
     );
     assert_eq!(pod_field(&cluster, "again", "{.status.phase}"), "Pending");
 }
+
+/// A one-answer-per-connection HTTP server on loopback, standing in for the outside world.
+fn outside_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nfrom outside\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_network_is_denied_unless_the_pod_allows_it() {
+    let port = outside_server();
+    let cluster = Cluster::start();
+    let pod = |name: &str, annotation: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations: {{{annotation}}}\nspec:\n  containers:\n  - name: app\n    image: samples/wasm/http-echo.wasm\n    ports: [{{containerPort: 8080}}]\n"
+        )
+    };
+    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&pod("closed", "")));
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&pod("open", "skiff.dev/allow-outbound-network: \"true\"")),
+    );
+    let fetch = |pod: &str| -> Value {
+        let mut answer = Value::Null;
+        cluster.wait_for(&format!("{pod} to answer"), Duration::from_secs(60), || {
+            let path = format!("/fetch/127.0.0.1:{port}/");
+            answer = proxy_get(&cluster, pod, 8080, &path)
+                .and_then(|b| serde_json::from_str(&b).ok())
+                .unwrap_or(Value::Null);
+            !answer.is_null()
+        });
+        answer
+    };
+    let closed = fetch("closed");
+    assert!(closed["status"].is_null(), "{closed}");
+    assert!(
+        closed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Denied"),
+        "{closed}"
+    );
+    let open = fetch("open");
+    assert_eq!(open["status"], 200, "{open}");
+    assert_eq!(open["body"], "from outside\n", "{open}");
+}

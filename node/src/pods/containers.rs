@@ -330,6 +330,7 @@ impl Worker {
                 .collect(),
             memory_limit_bytes: memory_limit(&spec),
             cpu_limit_millicores: cpu_limit_millis(&spec),
+            allow_outbound_network: allows_outbound_network(&self.pod),
             stdout: Some(Box::new(log.stream(StreamKind::Stdout))),
             stderr: Some(Box::new(log.stream(StreamKind::Stderr))),
         };
@@ -444,4 +445,16 @@ impl Worker {
             v
         });
     }
+}
+
+/// The annotation by which a pod asks for outbound network (denied by default).
+pub const OUTBOUND_ANNOTATION: &str = "skiff.dev/allow-outbound-network";
+
+/// True when the pod's `skiff.dev/allow-outbound-network` annotation is `"true"`.
+pub fn allows_outbound_network(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OUTBOUND_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }

@@ -8,11 +8,15 @@
 //!   named by `CONFIG_FILE` (default /config/app.conf) and whether
 //!   `SECRET_TOKEN` is set — never its value;
 //! - `GET /status/<code>` → an empty answer with that status code;
+//! - `GET /fetch/<host:port>/<path>` → JSON `{"status","body","error"}` of an
+//!   outgoing `http://host:port/path` request (wasi:http outgoing-handler),
+//!   which the node refuses unless the pod allows outbound network;
 //! - anything else → JSON echo of method, path, headers and body, plus the
 //!   pod name from `POD_NAME` when set.
 
 use http_util::{Request, json_string, respond};
-use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasi::http::outgoing_handler;
+use wasi::http::types::{Fields, IncomingRequest, OutgoingRequest, ResponseOutparam, Scheme};
 
 struct HttpEcho;
 
@@ -25,6 +29,7 @@ impl wasi::exports::http::incoming_handler::Guest for HttpEcho {
         match path.as_str() {
             "/healthz" => healthz(out),
             "/config" => config(out),
+            _ if path.starts_with("/fetch/") => fetch(&path["/fetch/".len()..], out),
             _ => match path
                 .strip_prefix("/status/")
                 .and_then(|c| c.parse::<u16>().ok())
@@ -77,5 +82,47 @@ fn echo(request: &Request, out: ResponseOutparam) {
         headers.join(","),
         json_string(&String::from_utf8_lossy(&request.body)),
     );
+    respond(out, 200, "application/json", body.as_bytes());
+}
+
+fn fetch(target: &str, out: ResponseOutparam) {
+    let (authority, path) = match target.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (target, "/".to_string()),
+    };
+    let answer = |status: Option<u16>, body: &str, error: Option<String>| {
+        let status = status.map_or("null".to_string(), |s| s.to_string());
+        let error = error.map_or("null".to_string(), |e| json_string(&e));
+        format!(
+            "{{\"status\":{status},\"body\":{},\"error\":{error}}}\n",
+            json_string(body)
+        )
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(&path));
+    let body = match outgoing_handler::handle(request, None) {
+        Err(e) => answer(None, "", Some(format!("{e:?}"))),
+        Ok(pending) => {
+            pending.subscribe().block();
+            match pending.get() {
+                Some(Ok(Ok(response))) => {
+                    let status = response.status();
+                    let mut bytes = Vec::new();
+                    if let Ok(body) = response.consume()
+                        && let Ok(stream) = body.stream()
+                    {
+                        while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+                            bytes.extend(chunk);
+                        }
+                    }
+                    answer(Some(status), &String::from_utf8_lossy(&bytes), None)
+                }
+                Some(Ok(Err(e))) => answer(None, "", Some(format!("{e:?}"))),
+                _ => answer(None, "", Some("no response".to_string())),
+            }
+        }
+    };
     respond(out, 200, "application/json", body.as_bytes());
 }
