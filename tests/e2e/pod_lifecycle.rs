@@ -591,7 +591,7 @@ fn startup_probe_holds_readiness_and_pre_stop_runs_before_the_stop() {
 }
 
 #[test]
-fn a_pod_whose_empty_dir_outgrows_its_size_limit_is_evicted() {
+fn the_node_ends_pods_that_outgrow_an_empty_dir_or_outlive_their_deadline() {
     let cluster = Cluster::start();
     cluster.kubectl_stdin(
         &["apply", "-f", "-"],
@@ -664,6 +664,33 @@ spec:
             "{.status.containerStatuses[0].restartCount}"
         ),
         "0"
+    );
+
+    // activeDeadlineSeconds: the node fails the pod once it has been active that long.
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:
+  activeDeadlineSeconds: 2
+  containers:
+  - name: worker
+    image: samples/wasm/worker.wasm
+"#,
+        ),
+    );
+    wait_phase(&cluster, "deadline", "Failed", Duration::from_secs(30));
+    assert_eq!(
+        pod_field(&cluster, "deadline", "{.status.reason}"),
+        "DeadlineExceeded"
+    );
+    let message = pod_field(&cluster, "deadline", "{.status.message}");
+    assert!(
+        message.contains("longer than the specified deadline"),
+        "{message}"
     );
 }
 

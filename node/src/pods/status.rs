@@ -22,8 +22,8 @@ pub struct PodFactsForStatus<'a> {
     /// A message for the whole pod (e.g. why volumes failed).
     pub message: Option<String>,
     pub reason: Option<String>,
-    /// The node evicted the pod: Failed, whatever its containers did.
-    pub evicted: bool,
+    /// The node ended the pod (eviction, deadline): Failed, whatever its containers did.
+    pub ended_by_node: bool,
 }
 
 fn terminated(t: &Terminated) -> ContainerStateTerminated {
@@ -111,7 +111,7 @@ pub fn pod_status(
     previous: Option<&PodStatus>,
 ) -> PodStatus {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let phase = if facts.evicted {
+    let phase = if facts.ended_by_node {
         "Failed"
     } else {
         pod_phase(init, main, facts.init_failed)
@@ -233,7 +233,7 @@ mod tests {
             init_failed: false,
             message: None,
             reason: None,
-            evicted: false,
+            ended_by_node: false,
         }
     }
 

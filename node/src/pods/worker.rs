@@ -105,8 +105,8 @@ pub struct Worker {
     pub(super) last_status: Option<PodStatus>,
     /// Already finished before this worker started (agent restart): never run again.
     pub(super) finished_before: bool,
-    /// Why the node evicted the pod (`size_limits.rs`); it never runs again.
-    pub(super) evicted: Option<String>,
+    /// Why the node ended the pod (`node_ended.rs`); it never runs again.
+    pub(super) node_ended: Option<super::node_ended::NodeEnded>,
     /// When the limited emptyDirs were last measured.
     pub(super) size_checked_at: Instant,
 }
@@ -196,7 +196,7 @@ impl Worker {
             tokens: PodTokens::default(),
             init_failed: false,
             pod_message: None,
-            evicted: None,
+            node_ended: None,
             size_checked_at: Instant::now(),
             reports_tx,
             last_status: if finished_before { status_before } else { None },
@@ -335,7 +335,7 @@ impl Worker {
 
     /// One pass of the state machine: does whatever is due now.
     async fn step(&mut self) {
-        if self.finished_before || self.init_failed || self.evicted.is_some() {
+        if self.finished_before || self.init_failed || self.node_ended.is_some() {
             return;
         }
         if self.retry_at.is_some_and(|t| t > Instant::now()) {
@@ -560,6 +560,7 @@ impl Worker {
             .filter_map(|c| c.restart_at)
             .chain(self.retry_at)
             .chain(self.next_size_check())
+            .chain(self.active_deadline())
             .chain(
                 self.keeps_tokens_fresh()
                     .then(|| self.tokens.next_refresh())
@@ -589,11 +590,8 @@ impl Worker {
             sandbox_ready: self.volumes_ready,
             init_failed: self.init_failed,
             message: self.pod_message.clone(),
-            reason: self
-                .evicted
-                .as_ref()
-                .map(|_| super::size_limits::EVICTED.to_string()),
-            evicted: self.evicted.is_some(),
+            reason: self.node_ended.as_ref().map(|e| e.reason.to_string()),
+            ended_by_node: self.node_ended.is_some(),
         };
         let status = pod_status(&facts, &self.init, &self.main, self.last_status.as_ref());
         if self.last_status.as_ref() == Some(&status) {
@@ -641,6 +639,7 @@ pub async fn run_worker(
             }
             w.rotate_tokens().await;
             w.enforce_size_limits().await;
+            w.enforce_active_deadline().await;
             w.step().await;
             w.publish();
             w.tear_down_volumes().await;
