@@ -695,7 +695,7 @@ spec:
 }
 
 #[test]
-fn a_failing_init_container_fails_or_restarts_the_pod_per_its_policy() {
+fn restart_policies_for_init_and_regular_containers() {
     let cluster = Cluster::start_with(&["--restart-backoff-initial", "1s"]);
     let pod = |name: &str, policy: &str| {
         format!(
@@ -736,6 +736,39 @@ fn a_failing_init_container_fails_or_restarts_the_pod_per_its_policy() {
         },
     );
     assert_eq!(pod_field(&cluster, "again", "{.status.phase}"), "Pending");
+
+    // OnFailure: a failing container is restarted, a succeeding one is not.
+    let simple = |name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: OnFailure\n  containers:\n  - name: app\n    image: {image}\n"
+        )
+    };
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&simple("flaky", "samples/wasm/crasher.wasm")),
+    );
+    cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&simple("fine", "samples/wasm/hello.wasm")),
+    );
+    wait_phase(&cluster, "fine", "Succeeded", Duration::from_secs(60));
+    cluster.wait_for("flaky to be restarted", Duration::from_secs(30), || {
+        pod_field(
+            &cluster,
+            "flaky",
+            "{.status.containerStatuses[0].restartCount}",
+        )
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 1)
+    });
+    assert_eq!(
+        pod_field(
+            &cluster,
+            "fine",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
 }
 
 /// A one-answer-per-connection HTTP server on loopback, standing in for the outside world.
