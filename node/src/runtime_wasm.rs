@@ -34,6 +34,8 @@ struct Entry {
     preopens: Vec<Preopen>,
     memory_limit_bytes: Option<u64>,
     cpu_limit_millicores: Option<u32>,
+    /// The pod allows outbound network; commands exec'd in it get the same.
+    allow_outbound_network: bool,
     /// The spec's parts consumed by `start`.
     pending: Option<ContainerSpec>,
     instance: Option<Instance>,
@@ -171,6 +173,7 @@ impl Runtime for WasmContainerRuntime {
             preopens,
             memory_limit_bytes: spec.memory_limit_bytes,
             cpu_limit_millicores: spec.cpu_limit_millicores,
+            allow_outbound_network: spec.allow_outbound_network,
             pending: Some(spec),
             instance: None,
         };
@@ -263,7 +266,7 @@ impl Runtime for WasmContainerRuntime {
     }
 
     async fn exec(&self, id: &ContainerId, request: ExecRequest) -> Result<Exit, RuntimeError> {
-        let (own, env, preopens, memory, cpu) = {
+        let (own, env, preopens, memory, cpu, outbound) = {
             let containers = lock(&self.containers);
             let e = containers
                 .get(&id.0)
@@ -274,6 +277,7 @@ impl Runtime for WasmContainerRuntime {
                 e.preopens.clone(),
                 e.memory_limit_bytes,
                 e.cpu_limit_millicores,
+                e.allow_outbound_network,
             )
         };
         let artifact = match &request.module {
@@ -301,7 +305,7 @@ impl Runtime for WasmContainerRuntime {
             stdin: request.stdin,
             memory_limit_bytes: memory,
             cpu_limit_millicores: cpu,
-            allow_outbound_network: false,
+            allow_outbound_network: outbound,
             listen: None,
         };
         let instance = self
