@@ -47,7 +47,8 @@ impl ComponentArgs {
     }
 }
 
-fn positive_duration(text: &str) -> Result<Duration, String> {
+/// A Go duration longer than zero (a clap value parser).
+pub(super) fn positive_duration(text: &str) -> Result<Duration, String> {
     match skiff_control_plane::duration::parse(text) {
         Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
         Ok(d) => Ok(d),

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::components::positive_duration;
+
 /// The node agent's behaviour: static pods, limits, timings and Events.
 #[derive(clap::Args, Clone, Debug)]
 pub struct NodeAgentArgs {
@@ -74,14 +76,6 @@ impl NodeAgentArgs {
         config.event_qps = self.event_qps;
         config.event_burst = self.event_burst;
         Ok(())
-    }
-}
-
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    match skiff_control_plane::duration::parse(text) {
-        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -188,6 +188,29 @@ impl Cluster {
         self.kubectl_stdin(args, None)
     }
 
+    /// `kubectl get ARGS -o jsonpath=PATH`'s output; empty when the get fails
+    /// (e.g. the object does not exist yet), for polling.
+    pub fn jsonpath(&self, args: &[&str], path: &str) -> String {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        let path = format!("jsonpath={path}");
+        all.extend_from_slice(&["-o", &path]);
+        String::from_utf8_lossy(&self.kubectl_output(&all).stdout).into_owned()
+    }
+
+    /// `kubectl get ARGS -o json`, parsed; panics when the get fails.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&all)).expect("kubectl json")
+    }
+
+    /// `kubectl apply -f -` of a manifest.
+    pub fn apply(&self, manifest: &str) -> String {
+        self.kubectl_stdin(&["apply", "-f", "-"], Some(manifest))
+    }
+
     /// Like [`Cluster::kubectl`], feeding `stdin`.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
         let output = self.kubectl_at("/usr/bin/kubectl", args, stdin);

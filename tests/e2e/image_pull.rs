@@ -188,9 +188,7 @@ fn wait_reason(cluster: &Cluster, pod: &str, reason: &str) {
 }
 
 fn field(cluster: &Cluster, pod: &str, jsonpath: &str) -> String {
-    let path = format!("jsonpath={jsonpath}");
-    let out = cluster.kubectl_output(&["get", "pod", pod, "-o", &path]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cluster.jsonpath(&["pod", pod], jsonpath)
 }
 
 #[test]
@@ -210,7 +208,7 @@ fn pods_run_wasm_images_pulled_from_a_loopback_registry() {
     let by_digest = format!("{}/wasm/hello@{manifest_digest}", registry.addr);
     let missing = format!("{}/wasm/hello:missing", registry.addr);
     let apply = |name: &str, image: &str, secret: Option<&str>| {
-        cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&pod(name, image, secret)));
+        cluster.apply(&pod(name, image, secret));
     };
 
     // Without credentials the registry says no.

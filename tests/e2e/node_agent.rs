@@ -7,16 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::harness::Cluster;
-
-fn json(cluster: &Cluster, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    serde_json::from_str(&cluster.kubectl(&all)).expect("kubectl json")
-}
 
 /// The log files of one container under the node's data directory.
 fn log_files(data_dir: &Path, pod: &str, container: &str) -> Vec<PathBuf> {
@@ -49,7 +40,7 @@ fn node_reports_itself_renews_its_lease_and_rotates_logs() {
         "--container-log-max-files",
         "2",
     ]);
-    let node = json(&cluster, &["node", "skiff-test"]);
+    let node = cluster.get_json(&["node", "skiff-test"]);
     let status = &node["status"];
     assert_eq!(status["capacity"]["pods"], "500");
     assert_eq!(status["allocatable"]["pods"], "500");
@@ -83,7 +74,7 @@ fn node_reports_itself_renews_its_lease_and_rotates_logs() {
     // Renewed every second: three different renew times within a few seconds.
     let mut renewals = BTreeSet::new();
     cluster.wait_for("three lease renewals", Duration::from_secs(10), || {
-        let lease = json(&cluster, &["lease", "-n", "kube-node-lease", "skiff-test"]);
+        let lease = cluster.get_json(&["lease", "-n", "kube-node-lease", "skiff-test"]);
         if let Some(t) = lease["spec"]["renewTime"].as_str() {
             renewals.insert(t.to_string());
         }
@@ -91,10 +82,8 @@ fn node_reports_itself_renews_its_lease_and_rotates_logs() {
     });
 
     // A chatty container: its log rotates at 4 KiB, one rotated file kept.
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(
-            r#"
+    cluster.apply(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: chatty}
@@ -104,7 +93,6 @@ spec:
     image: samples/wasm/worker.wasm
     env: [{name: TICK_MS, value: "5"}]
 "#,
-        ),
     );
     let data_dir = cluster.dir().to_path_buf();
     cluster.wait_for("the log to rotate", Duration::from_secs(60), || {

@@ -10,16 +10,17 @@ use serde_json::Value;
 
 use crate::harness::Cluster;
 
-fn field(cluster: &Cluster, kind_name: &[&str], jsonpath: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(kind_name);
-    let path = format!("jsonpath={jsonpath}");
-    args.extend_from_slice(&["-o", &path]);
-    String::from_utf8_lossy(&cluster.kubectl_output(&args).stdout).into_owned()
+fn pod_field(cluster: &Cluster, pod: &str, jsonpath: &str) -> String {
+    cluster.jsonpath(&["pod", pod], jsonpath)
 }
 
-fn pod_field(cluster: &Cluster, pod: &str, jsonpath: &str) -> String {
-    field(cluster, &["pod", pod], jsonpath)
+/// A jsonpath over the Events about `object` (and `reason`, when given).
+fn events(cluster: &Cluster, object: &str, reason: Option<&str>, jsonpath: &str) -> String {
+    let selector = match reason {
+        Some(r) => format!("involvedObject.name={object},reason={r}"),
+        None => format!("involvedObject.name={object}"),
+    };
+    cluster.jsonpath(&["events", "--field-selector", &selector], jsonpath)
 }
 
 fn wait_phase(cluster: &Cluster, pod: &str, phase: &str, timeout: Duration) {
@@ -154,7 +155,7 @@ spec:
 #[test]
 fn init_containers_run_in_order_beside_a_native_sidecar() {
     let cluster = Cluster::start();
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(ORDERED));
+    cluster.apply(ORDERED);
     // kubectl counts finished init containers and started sidecars.
     cluster.wait_for(
         "Init:3/4 while pause sleeps",
@@ -195,11 +196,7 @@ fn web_and_log_processor_share_an_empty_dir() {
     cluster.kubectl(&["apply", "-f", "samples/manifests/web-sidecar.yaml"]);
     let mut pod = String::new();
     cluster.wait_for("a web pod to be Ready", Duration::from_secs(60), || {
-        pod = field(
-            &cluster,
-            &["pods", "-l", "app=web"],
-            "{.items[0].metadata.name}",
-        );
+        pod = cluster.jsonpath(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
         !pod.is_empty() && ready(&cluster, &pod)
     });
     for path in ["/", "/healthz", "/", "/missing"] {
@@ -252,18 +249,11 @@ spec:
 #[test]
 fn probes_gate_readiness_and_endpoints_and_restart_an_unhealthy_container() {
     let cluster = Cluster::start();
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(PROBED));
+    cluster.apply(PROBED);
     wait_phase(&cluster, "probed", "Running", Duration::from_secs(60));
-    let ready_ips = || {
-        field(
-            &cluster,
-            &["endpoints", "probed"],
-            "{.subsets[*].addresses[*].ip}",
-        )
-    };
+    let ready_ips = || cluster.jsonpath(&["endpoints", "probed"], "{.subsets[*].addresses[*].ip}");
     let not_ready_ips = || {
-        field(
-            &cluster,
+        cluster.jsonpath(
             &["endpoints", "probed"],
             "{.subsets[*].notReadyAddresses[*].ip}",
         )
@@ -296,22 +286,10 @@ fn probes_gate_readiness_and_endpoints_and_restart_an_unhealthy_container() {
         .parse::<u32>()
         .is_ok_and(|n| n >= 1)
     });
-    let reasons = field(
-        &cluster,
-        &["events", "--field-selector", "involvedObject.name=probed"],
-        "{.items[*].reason}",
-    );
+    let reasons = events(&cluster, "probed", None, "{.items[*].reason}");
     assert!(reasons.contains("Unhealthy"), "{reasons}");
     assert!(reasons.contains("Killing"), "{reasons}");
-    let messages = field(
-        &cluster,
-        &[
-            "events",
-            "--field-selector",
-            "involvedObject.name=probed,reason=Unhealthy",
-        ],
-        "{.items[*].message}",
-    );
+    let messages = events(&cluster, "probed", Some("Unhealthy"), "{.items[*].message}");
     assert!(messages.contains("Liveness probe failed"), "{messages}");
     assert!(messages.contains("Readiness probe failed"), "{messages}");
 }
@@ -361,7 +339,7 @@ spec:
 #[test]
 fn env_and_mounted_config_and_secrets_follow_updates() {
     let cluster = Cluster::start();
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(CONFIGURED));
+    cluster.apply(CONFIGURED);
     wait_phase(&cluster, "configured", "Running", Duration::from_secs(60));
     let env = exec(
         &cluster,
@@ -435,10 +413,8 @@ fn restart_back_off_doubles_up_to_its_ceiling() {
         "--restart-backoff-max",
         "4s",
     ]);
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(
-            r#"
+    cluster.apply(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: crasher}
@@ -447,7 +423,6 @@ spec:
   - name: crasher
     image: samples/wasm/crasher.wasm
 "#,
-        ),
     );
     // When each restart count was first seen.
     let started = Instant::now();
@@ -545,15 +520,12 @@ fn startup_probe_holds_readiness_and_pre_stop_runs_before_the_stop() {
     // hostPath is refused unless the node allows it.
     let strict = Cluster::start();
     strict.kubectl(&privileged);
-    strict.kubectl_stdin(&["apply", "-f", "-"], Some(&graceful(&host_dir)));
+    strict.apply(&graceful(&host_dir));
     strict.wait_for("the hostPath refusal", Duration::from_secs(60), || {
-        field(
+        events(
             &strict,
-            &[
-                "events",
-                "--field-selector",
-                "involvedObject.name=graceful,reason=FailedMount",
-            ],
+            "graceful",
+            Some("FailedMount"),
             "{.items[*].message}",
         )
         .contains("not allowed on this node")
@@ -563,7 +535,7 @@ fn startup_probe_holds_readiness_and_pre_stop_runs_before_the_stop() {
 
     let cluster = Cluster::start_with(&["--allow-host-path"]);
     cluster.kubectl(&privileged);
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&graceful(&host_dir)));
+    cluster.apply(&graceful(&host_dir));
     wait_phase(&cluster, "graceful", "Running", Duration::from_secs(60));
     // The startup probe cannot pass before the file exists, and holds
     // readiness (a tcpSocket probe that would pass) off until it does.
@@ -593,10 +565,8 @@ fn startup_probe_holds_readiness_and_pre_stop_runs_before_the_stop() {
 #[test]
 fn the_node_ends_pods_that_outgrow_an_empty_dir_or_outlive_their_deadline() {
     let cluster = Cluster::start();
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(
-            r#"
+    cluster.apply(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: hoarder}
@@ -607,7 +577,6 @@ spec:
     image: samples/wasm/worker.wasm
     volumeMounts: [{name: scratch, mountPath: /scratch}]
 "#,
-        ),
     );
     wait_phase(&cluster, "hoarder", "Running", Duration::from_secs(60));
     // Under the limit nothing happens.
@@ -647,16 +616,8 @@ spec:
         message.contains("Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\""),
         "{message}"
     );
-    let events = field(
-        &cluster,
-        &[
-            "events",
-            "--field-selector",
-            "involvedObject.name=hoarder,reason=Evicted",
-        ],
-        "{.items[*].type}",
-    );
-    assert_eq!(events, "Warning");
+    let kinds = events(&cluster, "hoarder", Some("Evicted"), "{.items[*].type}");
+    assert_eq!(kinds, "Warning");
     assert_eq!(
         pod_field(
             &cluster,
@@ -667,10 +628,8 @@ spec:
     );
 
     // activeDeadlineSeconds: the node fails the pod once it has been active that long.
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(
-            r#"
+    cluster.apply(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: deadline}
@@ -680,7 +639,6 @@ spec:
   - name: worker
     image: samples/wasm/worker.wasm
 "#,
-        ),
     );
     wait_phase(&cluster, "deadline", "Failed", Duration::from_secs(30));
     assert_eq!(
@@ -702,8 +660,8 @@ fn restart_policies_for_init_and_regular_containers() {
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {policy}\n  initContainers:\n  - name: check\n    image: samples/wasm/toolbox.wasm\n    args: [\"test\", \"-e\", \"/nowhere\"]\n  containers:\n  - name: main\n    image: samples/wasm/toolbox.wasm\n    args: [\"true\"]\n"
         )
     };
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&pod("once", "Never")));
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&pod("again", "Always")));
+    cluster.apply(&pod("once", "Never"));
+    cluster.apply(&pod("again", "Always"));
     // Never: the pod fails, its main container never ran.
     wait_phase(&cluster, "once", "Failed", Duration::from_secs(60));
     let table = cluster.kubectl(&["get", "pod", "once"]);
@@ -743,14 +701,8 @@ fn restart_policies_for_init_and_regular_containers() {
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: OnFailure\n  containers:\n  - name: app\n    image: {image}\n"
         )
     };
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(&simple("flaky", "samples/wasm/crasher.wasm")),
-    );
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(&simple("fine", "samples/wasm/hello.wasm")),
-    );
+    cluster.apply(&simple("flaky", "samples/wasm/crasher.wasm"));
+    cluster.apply(&simple("fine", "samples/wasm/hello.wasm"));
     wait_phase(&cluster, "fine", "Succeeded", Duration::from_secs(60));
     cluster.wait_for("flaky to be restarted", Duration::from_secs(30), || {
         pod_field(
@@ -797,11 +749,8 @@ fn outbound_network_is_denied_unless_the_pod_allows_it() {
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations: {{{annotation}}}\nspec:\n  containers:\n  - name: app\n    image: samples/wasm/http-echo.wasm\n    ports: [{{containerPort: 8080}}]\n"
         )
     };
-    cluster.kubectl_stdin(&["apply", "-f", "-"], Some(&pod("closed", "")));
-    cluster.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(&pod("open", "skiff.dev/allow-outbound-network: \"true\"")),
-    );
+    cluster.apply(&pod("closed", ""));
+    cluster.apply(&pod("open", "skiff.dev/allow-outbound-network: \"true\""));
     let fetch = |pod: &str| -> Value {
         let mut answer = Value::Null;
         cluster.wait_for(&format!("{pod} to answer"), Duration::from_secs(60), || {

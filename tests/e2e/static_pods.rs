@@ -16,9 +16,7 @@ fn manifest(name_prefix: &str) -> String {
 }
 
 fn get(cluster: &Cluster, jsonpath: &str) -> String {
-    let path = format!("jsonpath={jsonpath}");
-    let out = cluster.kubectl_output(&["get", "pod", MIRROR, "-o", &path]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cluster.jsonpath(&["pod", MIRROR], jsonpath)
 }
 
 fn wait_running_with_logs(cluster: &Cluster, what: &str, line: &str) -> String {

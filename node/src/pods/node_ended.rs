@@ -26,13 +26,6 @@ pub const EVICTED: &str = "Evicted";
 /// The reason of a pod past its activeDeadlineSeconds.
 pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 
-/// Why the node ended a pod: the status' reason and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeEnded {
-    pub reason: &'static str,
-    pub message: String,
-}
-
 impl Worker {
     /// The pod's emptyDirs with a sizeLimit: (volume name, directory, limit text, bytes).
     fn limited_empty_dirs(&self) -> Vec<(String, PathBuf, String, f64)> {
@@ -51,10 +44,16 @@ impl Worker {
 
     /// When the next measurement is due, if this pod has anything to measure.
     pub(super) fn next_size_check(&self) -> Option<Instant> {
-        let watching = self.volumes_ready
-            && self.node_ended.is_none()
-            && !self.volumes_torn_down
-            && !self.limited_empty_dirs().is_empty();
+        let limited = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .any(|v| v.empty_dir.as_ref().is_some_and(|e| e.size_limit.is_some()));
+        let watching =
+            limited && self.volumes_ready && self.node_ended.is_none() && !self.volumes_torn_down;
         watching.then_some(self.size_checked_at + CHECK_EVERY)
     }
 
@@ -114,8 +113,8 @@ impl Worker {
 
     async fn end_on_node(&mut self, reason: &'static str, message: String) {
         self.event(None, "Warning", reason, message.clone());
-        self.pod_message = Some(message.clone());
-        self.node_ended = Some(NodeEnded { reason, message });
+        self.pod_message = Some(message);
+        self.node_ended = Some(reason);
         self.stop_all(Duration::ZERO).await;
         for c in self.init.iter_mut().chain(self.main.iter_mut()) {
             c.done = true;

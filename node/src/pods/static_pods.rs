@@ -13,7 +13,7 @@
 //! runs static pods even while the API is unreachable; here the API server is
 //! in the same process for `skiff up`, and a pod only runs once mirrored.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -139,6 +139,7 @@ pub fn read_dir(dir: &Path, node: &str, mut bad: impl FnMut(&Path, String)) -> V
 pub async fn run(client: kube::Client, node: String, dir: PathBuf, shutdown: CancellationToken) {
     info!(dir = %dir.display(), "running static pods from the manifest directory");
     let mut reported: HashMap<PathBuf, String> = HashMap::new();
+    let mut mirrors = Mirrors::default();
     loop {
         let scan_dir = dir.clone();
         let scan_node = node.clone();
@@ -155,7 +156,7 @@ pub async fn run(client: kube::Client, node: String, dir: PathBuf, shutdown: Can
                     reported.insert(file, error);
                 }
             }
-            if let Err(e) = reconcile(&client, &node, &desired).await {
+            if let Err(e) = mirrors.reconcile(&client, &node, &desired).await {
                 warn!(error = %e, "static pods: mirror pods not in step yet; retrying");
             }
         }
@@ -166,65 +167,94 @@ pub async fn run(client: kube::Client, node: String, dir: PathBuf, shutdown: Can
     }
 }
 
-/// Creates missing mirrors, replaces changed ones, deletes those whose file is gone.
-async fn reconcile(client: &kube::Client, node: &str, desired: &[StaticPod]) -> kube::Result<()> {
-    let bound = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-        .await?;
-    let mut mirrors: HashMap<(String, String), Pod> = bound
-        .items
-        .into_iter()
-        .filter(|p| mirror_hash(p).is_some())
-        .map(|p| {
-            let key = (
-                p.metadata.namespace.clone().unwrap_or_default(),
-                p.metadata.name.clone().unwrap_or_default(),
+/// The mirror pods this node keeps: found by one list of the node's pods at
+/// start (mirrors a previous run left), then followed by name, so a rescan
+/// costs a GET per manifest however many other pods the node runs.
+#[derive(Default)]
+struct Mirrors {
+    listed: bool,
+    known: HashSet<(String, String)>,
+}
+
+impl Mirrors {
+    /// Creates missing mirrors, replaces changed ones, deletes those whose file is gone.
+    async fn reconcile(
+        &mut self,
+        client: &kube::Client,
+        node: &str,
+        desired: &[StaticPod],
+    ) -> kube::Result<()> {
+        if !self.listed {
+            let bound = Api::<Pod>::all(client.clone())
+                .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+                .await?;
+            self.known.extend(
+                bound
+                    .items
+                    .iter()
+                    .filter(|p| mirror_hash(p).is_some())
+                    .map(|p| {
+                        (
+                            p.metadata.namespace.clone().unwrap_or_default(),
+                            p.metadata.name.clone().unwrap_or_default(),
+                        )
+                    }),
             );
-            (key, p)
-        })
-        .collect();
-    let mut owner: Option<OwnerReference> = None;
-    for want in desired {
-        let (ns, name) = want.key();
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        match mirrors.remove(&want.key()) {
-            Some(have) if have.metadata.deletion_timestamp.is_some() => {}
-            Some(have) if mirror_hash(&have) == Some(want.hash.as_str()) => {}
-            Some(_) => {
-                info!(pod = %format!("{ns}/{name}"), file = %want.file.display(), "static pod manifest changed; replacing its pod");
-                api.delete(&name, &DeleteParams::default()).await?;
-            }
-            None => {
-                if owner.is_none() {
-                    owner = Some(node_owner(client, node).await?);
+            self.listed = true;
+        }
+        let mut owner: Option<OwnerReference> = None;
+        for want in desired {
+            let (ns, name) = want.key();
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            match api.get_opt(&name).await? {
+                Some(have) if mirror_hash(&have).is_none() => {
+                    warn!(pod = %format!("{ns}/{name}"), "a pod that is not a mirror has the static pod's name");
+                    continue;
                 }
-                let mut pod = want.pod.clone();
-                pod.metadata.owner_references = owner.clone().map(|o| vec![o]);
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(_) => {
-                        info!(pod = %format!("{ns}/{name}"), file = %want.file.display(), "static pod mirrored")
+                Some(have) if have.metadata.deletion_timestamp.is_some() => {}
+                Some(have) if mirror_hash(&have) == Some(want.hash.as_str()) => {}
+                Some(_) => {
+                    info!(pod = %format!("{ns}/{name}"), file = %want.file.display(), "static pod manifest changed; replacing its pod");
+                    api.delete(&name, &DeleteParams::default()).await?;
+                }
+                None => {
+                    if owner.is_none() {
+                        owner = Some(node_owner(client, node).await?);
                     }
-                    Err(kube::Error::Api(e)) if e.code == 409 => {
-                        warn!(pod = %format!("{ns}/{name}"), "a pod that is not a mirror has the static pod's name")
+                    let mut pod = want.pod.clone();
+                    pod.metadata.owner_references = owner.clone().map(|o| vec![o]);
+                    match api.create(&PostParams::default(), &pod).await {
+                        Ok(_) => {
+                            info!(pod = %format!("{ns}/{name}"), file = %want.file.display(), "static pod mirrored")
+                        }
+                        // Created meanwhile by someone else: the next scan looks again.
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => return Err(e),
                     }
+                }
+            }
+            self.known.insert((ns, name));
+        }
+        let wanted: HashSet<(String, String)> = desired.iter().map(StaticPod::key).collect();
+        let gone: Vec<(String, String)> = self.known.difference(&wanted).cloned().collect();
+        for (ns, name) in gone {
+            info!(pod = %format!("{ns}/{name}"), "static pod manifest removed; deleting its pod");
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            // Only a mirror: a pod of the same name made since is not ours.
+            if let Some(pod) = api.get_opt(&name).await?
+                && mirror_hash(&pod).is_some()
+                && pod.metadata.deletion_timestamp.is_none()
+            {
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
             }
+            self.known.remove(&(ns, name));
         }
+        Ok(())
     }
-    for ((ns, name), pod) in mirrors {
-        if pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        info!(pod = %format!("{ns}/{name}"), "static pod manifest removed; deleting its pod");
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn mirror_hash(pod: &Pod) -> Option<&str> {

@@ -21,9 +21,9 @@ pub struct PodFactsForStatus<'a> {
     pub init_failed: bool,
     /// A message for the whole pod (e.g. why volumes failed).
     pub message: Option<String>,
+    /// Set only when the node ended the pod (Evicted, DeadlineExceeded): the
+    /// pod is then Failed, whatever its containers did.
     pub reason: Option<String>,
-    /// The node ended the pod (eviction, deadline): Failed, whatever its containers did.
-    pub ended_by_node: bool,
 }
 
 fn terminated(t: &Terminated) -> ContainerStateTerminated {
@@ -111,7 +111,7 @@ pub fn pod_status(
     previous: Option<&PodStatus>,
 ) -> PodStatus {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let phase = if facts.ended_by_node {
+    let phase = if facts.reason.is_some() {
         "Failed"
     } else {
         pod_phase(init, main, facts.init_failed)
@@ -233,7 +233,6 @@ mod tests {
             init_failed: false,
             message: None,
             reason: None,
-            ended_by_node: false,
         }
     }
 

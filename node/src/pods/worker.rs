@@ -105,8 +105,8 @@ pub struct Worker {
     pub(super) last_status: Option<PodStatus>,
     /// Already finished before this worker started (agent restart): never run again.
     pub(super) finished_before: bool,
-    /// Why the node ended the pod (`node_ended.rs`); it never runs again.
-    pub(super) node_ended: Option<super::node_ended::NodeEnded>,
+    /// The reason the node ended the pod with (`node_ended.rs`); it never runs again.
+    pub(super) node_ended: Option<&'static str>,
     /// When the limited emptyDirs were last measured.
     pub(super) size_checked_at: Instant,
 }
@@ -258,9 +258,8 @@ impl Worker {
                 continue;
             }
             let image = c.spec.image.clone().unwrap_or_default();
-            let policy = PullPolicy::from_k8s(c.spec.image_pull_policy.as_deref(), &image);
             let request = PullRequest {
-                policy,
+                policy: PullPolicy::from_k8s(c.spec.image_pull_policy.as_deref(), &image),
                 auth: super::pull_secrets::credentials_for(
                     &self.pod,
                     &image,
@@ -590,8 +589,7 @@ impl Worker {
             sandbox_ready: self.volumes_ready,
             init_failed: self.init_failed,
             message: self.pod_message.clone(),
-            reason: self.node_ended.as_ref().map(|e| e.reason.to_string()),
-            ended_by_node: self.node_ended.is_some(),
+            reason: self.node_ended.map(str::to_string),
         };
         let status = pod_status(&facts, &self.init, &self.main, self.last_status.as_ref());
         if self.last_status.as_ref() == Some(&status) {
